@@ -1,0 +1,226 @@
+"""MNIST and CIFAR-10 as uint8 arrays, found offline first.
+
+Lookup order for a dataset (the first that works wins):
+
+1. the decoded cache ``<data>/datasets/<name>.npz`` (see ``config.data_dir``);
+2. the offline mirror folder (``config.mirror_dir``), its file checked against ``MIRROR_FILES``;
+3. torchvision's download of the original release, for machines with internet;
+4. otherwise :class:`DataNotFoundError`, naming the missing file and the three ways to provide it.
+
+Images come back as ``uint8`` arrays ``(N, H, W)`` (MNIST) or ``(N, H, W, 3)`` (CIFAR-10) and labels
+as ``int64``; ``Split.source`` says which release the pixels come from, for every run's record.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config
+from .storage import atomic_path, sha256_file
+
+CLASSES = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
+SHAPES = {"mnist": (28, 28), "cifar10": (32, 32, 3)}
+SIZES = {"mnist": {"train": 60000, "test": 10000}, "cifar10": {"train": 50000, "test": 10000}}
+
+MIRROR_FILES = {
+    "mnist": ("mnist.npz", "06af5dfe73b70e3bc1c36439982b18a8d76803db9b544f6fdf838a37fbb01b64"),
+    "cifar10": ("cifar10_jpeg.npz", "69a2277d26669fe80b3274fadb8180ec30b0dc589805b38ff86b85f4dda0fa43"),
+}
+SOURCES = {
+    ("mnist", "mirror"): "MNIST original release (lossless PNG mirror, exact pixels)",
+    ("mnist", "download"): "MNIST original release (torchvision download)",
+    ("cifar10", "mirror"): "CIFAR-10 JPEG re-encoded mirror (pixels differ slightly; class-ordered)",
+    ("cifar10", "download"): "CIFAR-10 original release (torchvision download)",
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """No cache, mirror file or download could provide the dataset."""
+
+
+class DataIntegrityError(RuntimeError):
+    """A mirror file does not match its published checksum (corrupt or truncated)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset: ``x`` uint8 images, ``y`` int64 labels, ``source`` the release."""
+
+    x: np.ndarray
+    y: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def load(name: str, split: str = "train", download: bool = True) -> Split:
+    """Return ``split`` ("train" or "test") of dataset ``name`` ("mnist" or "cifar10")."""
+    if name not in CLASSES:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(CLASSES)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+    arrays = _cached(name)
+    if arrays is None:
+        arrays = _build_cache(name, download)
+    return Split(arrays[f"x_{split}"], arrays[f"y_{split}"].astype(np.int64), str(arrays["source"]))
+
+
+def mnist(split: str = "train") -> Split:
+    """MNIST ``split`` as uint8 ``(N, 28, 28)`` images and int64 labels."""
+    return load("mnist", split)
+
+
+def cifar10(split: str = "train") -> Split:
+    """CIFAR-10 ``split`` as uint8 ``(N, 32, 32, 3)`` images and int64 labels."""
+    return load("cifar10", split)
+
+
+# --- the cache -------------------------------------------------------------------------------------
+
+def cache_path(name: str) -> Path:
+    return config.data_dir() / "datasets" / f"{name}.npz"
+
+
+def _valid(name: str, arrays: dict) -> bool:
+    for split, n in SIZES[name].items():
+        x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+        if x is None or y is None or x.dtype != np.uint8 or x.shape != (n, *SHAPES[name]) or len(y) != n:
+            return False
+        if y.min() < 0 or y.max() >= len(CLASSES[name]):
+            return False
+    return "source" in arrays
+
+
+def _cached(name: str) -> dict | None:
+    path = cache_path(name)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as err:  # a damaged cache is rebuilt, never trusted
+        warnings.warn(f"ignoring unreadable dataset cache {path} ({err}); rebuilding it")
+        return None
+    if not _valid(name, arrays):
+        warnings.warn(f"ignoring dataset cache {path}: wrong keys, dtypes or shapes; rebuilding it")
+        return None
+    return arrays
+
+
+def _build_cache(name: str, download: bool) -> dict:
+    arrays, reasons = _from_mirror(name)
+    if arrays is None and download:
+        arrays, why = _from_torchvision(name)
+        reasons.append(why)
+    elif arrays is None:
+        reasons.append("download=False")
+    if arrays is None:
+        raise DataNotFoundError(_missing_message(name, reasons))
+    if not _valid(name, arrays):
+        raise DataIntegrityError(f"{name}: the decoded arrays have unexpected shapes or labels")
+    with atomic_path(cache_path(name)) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return arrays
+
+
+def _missing_message(name: str, reasons: list[str]) -> str:
+    file, sha = MIRROR_FILES[name]
+    return (
+        f"{name} is not available ({'; '.join(reasons)}). Provide it in one of three ways:\n"
+        f"  1. offline mirror: set SALBOOK_MIRROR to a folder holding {file} (sha256 {sha});\n"
+        f"  2. internet: let torchvision download the original release into {config.data_dir() / 'torchvision'};\n"
+        f"  3. cache: place a decoded {cache_path(name)} (keys x_train, y_train, x_test, y_test, source)."
+    )
+
+
+# --- the mirror -------------------------------------------------------------------------------------
+
+def _from_mirror(name: str) -> tuple[dict | None, list[str]]:
+    mirror = config.mirror_dir()
+    file, expected = MIRROR_FILES[name]
+    if mirror is None:
+        return None, ["no mirror folder (SALBOOK_MIRROR unset and ../shared/datasets absent)"]
+    path = mirror / file
+    if not path.exists():
+        return None, [f"mirror file {path} is missing"]
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DataIntegrityError(
+            f"mirror file {path} is corrupt or truncated: sha256 {actual}, expected {expected}. "
+            "Replace it with an intact copy, or unset SALBOOK_MIRROR to use another source."
+        )
+    with np.load(path, allow_pickle=False) as f:
+        arrays = _decode_cifar_jpeg(f) if name == "cifar10" else {k: f[k] for k in f.files}
+    arrays["source"] = np.array(SOURCES[name, "mirror"])
+    return arrays, []
+
+
+def _decode_cifar_jpeg(f) -> dict:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    arrays = {}
+    for split in ("train", "test"):
+        blob, off = f[f"{split}_jpeg"], f[f"{split}_offsets"]
+        images = [
+            np.asarray(Image.open(io.BytesIO(blob[off[k]:off[k + 1]].tobytes())).convert("RGB"))
+            for k in tqdm(range(len(off) - 1), desc=f"decoding CIFAR-10 {split} JPEGs", leave=False)
+        ]
+        arrays[f"x_{split}"] = np.stack(images)
+        arrays[f"y_{split}"] = f[f"y_{split}"].astype(np.uint8)
+    return arrays
+
+
+# --- the download -------------------------------------------------------------------------------------
+
+def _from_torchvision(name: str) -> tuple[dict | None, str]:
+    import torchvision
+
+    cls = {"mnist": torchvision.datasets.MNIST, "cifar10": torchvision.datasets.CIFAR10}[name]
+    root = config.data_dir() / "torchvision"
+    arrays = {}
+    try:
+        for split in ("train", "test"):
+            ds = cls(root=str(root), train=split == "train", download=True)
+            arrays[f"x_{split}"] = np.asarray(ds.data, dtype=np.uint8)
+            arrays[f"y_{split}"] = np.asarray(ds.targets, dtype=np.uint8)
+    except Exception as err:  # no internet, a proxy, a full disk: all mean "not from here"
+        return None, f"torchvision download failed ({type(err).__name__}: {err})"
+    arrays["source"] = np.array(SOURCES[name, "download"])
+    return arrays, ""
+
+
+# --- model inputs -------------------------------------------------------------------------------------
+
+def nchw(x: np.ndarray) -> np.ndarray:
+    """uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` → contiguous uint8 ``(N, C, H, W)``."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"expected uint8 images (values 0..255), got {x.dtype}")
+    if x.ndim == 3:
+        return np.ascontiguousarray(x[:, None])
+    if x.ndim == 4:
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    raise ValueError(f"expected images shaped (N, H, W) or (N, H, W, C), got {x.shape}")
+
+
+def to_input(x: np.ndarray, device=None):
+    """uint8 images ``(N, H, W[, C])`` → float32 tensor ``(N, C, H, W)`` in ``[0, 1]`` (model input)."""
+    import torch
+
+    return torch.from_numpy(nchw(x)).to(device).float().div_(255)
+
+
+def to_images(inputs) -> np.ndarray:
+    """Model inputs ``(N, C, H, W)`` in ``[0, 1]`` → uint8 images in data layout (for plotting)."""
+    x = (inputs.detach().cpu().clamp(0, 1) * 255).round().byte().numpy()
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)

@@ -1,0 +1,120 @@
+"""Run records: every executed notebook leaves one JSON file with its numbers and its provenance.
+
+``results/<profile>/<notebook>.json`` (``notebook`` is the path under ``notebooks/`` without suffix,
+e.g. ``mpe/01_mnist_mpe``) holds::
+
+    {
+      "notebook":    "mpe/01_mnist_mpe",
+      "profile":     "cpu",                       # smoke | cpu | full
+      "device":      "cpu (2 cores, 2 torch threads)",
+      "git_commit":  "3f2c1e0…",                  # "+dirty" when tracked files differed from it
+      "torch":       "2.14.1",
+      "data_source": ["MNIST original release (…)"],
+      "seconds":     412.7,                       # wall time from RunRecord() to save()
+      "metrics":     {...},                       # free-form numbers of this notebook
+      "claims": [
+        {"id": "test-accuracy", "paper": "99.22 %", "paper_value": 0.9922, "ours": 0.9905,
+         "verdict": "reproduced", "note": "…"}
+      ]
+    }
+
+``verdict`` is one of :data:`VERDICTS`. The book's tables and its scorecard read only these files.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config
+from .storage import write_json
+
+VERDICTS = ("reproduced", "partly", "not reproduced")
+
+
+class RunRecord:
+    """Collects one notebook run's metrics and claims, then writes them with provenance."""
+
+    def __init__(self, notebook: str, profile: str, device=None):
+        self.notebook = notebook
+        self.profile = config.resolve_profile(profile)
+        self.device = config.device_name(device)
+        self.data_sources: list[str] = []
+        self.metrics: dict = {}
+        self.claims: list[dict] = []
+        self._start = time.perf_counter()
+
+    def uses(self, source: str) -> None:
+        """Note a data source (``data.Split.source``) used by this run."""
+        if source not in self.data_sources:
+            self.data_sources.append(source)
+
+    def claim(self, id: str, paper: str, paper_value, ours, verdict: str, note: str = "") -> dict:
+        """Record the paper's claim ``paper`` (its number ``paper_value``) beside ``ours``."""
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+        if any(c["id"] == id for c in self.claims):
+            raise ValueError(f"claim id {id!r} recorded twice")
+        entry = {"id": id, "paper": paper, "paper_value": paper_value, "ours": ours, "verdict": verdict, "note": note}
+        self.claims.append(_plain(entry))
+        return entry
+
+    def path(self) -> Path:
+        return config.results_dir(self.profile) / f"{self.notebook}.json"
+
+    def as_dict(self) -> dict:
+        return {
+            "notebook": self.notebook,
+            "profile": self.profile,
+            "device": self.device,
+            "git_commit": git_commit(),
+            "torch": torch.__version__,
+            "data_source": self.data_sources,
+            "seconds": round(time.perf_counter() - self._start, 1),
+            "metrics": _plain(self.metrics),
+            "claims": self.claims,
+        }
+
+    def save(self) -> Path:
+        """Write the record atomically and return its path."""
+        write_json(self.path(), self.as_dict())
+        return self.path()
+
+
+def load(profile: str, root: Path | None = None) -> list[dict]:
+    """All run records of ``profile``, sorted by notebook."""
+    root = root or config.results_dir(profile)
+    return sorted((json.loads(p.read_text()) for p in root.rglob("*.json")), key=lambda r: r["notebook"])
+
+
+def git_commit() -> str:
+    """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return "unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").stdout.strip()
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def _plain(obj):
+    """Numpy / torch scalars and arrays → plain Python for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture
+def tmp_data(tmp_path, monkeypatch):
+    """An empty data cache folder for the test (the real mirror stays the default)."""
+    monkeypatch.setenv("SALBOOK_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+class Linear(nn.Module):
+    """A tiny classifier on (N, 1, H, W) inputs in [0, 1]: logits = W · flatten(x) + b."""
+
+    def __init__(self, weight, bias=None):
+        super().__init__()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+            self.fc.bias.copy_(torch.zeros(weight.shape[0]) if bias is None else torch.as_tensor(bias))
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture
+def linear_model():
+    return Linear
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,40 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from salbook import results
+
+
+def test_record_schema_and_atomic_write(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_RESULTS", str(tmp_path))
+    rec = results.RunRecord("mpe/01_demo", "smoke")
+    rec.uses("MNIST original release (test)")
+    rec.metrics["acc"] = np.float32(0.5)
+    rec.metrics["counts"] = torch.tensor([1, 2])
+    rec.claim("acc", "99 %", 0.99, np.float64(0.5), "not reproduced", note="tiny model")
+    path = rec.save()
+    assert path == tmp_path / "smoke" / "mpe" / "01_demo.json"
+    saved = json.loads(path.read_text())
+    assert set(saved) == {"notebook", "profile", "device", "git_commit", "torch", "data_source", "seconds", "metrics", "claims"}
+    assert saved["metrics"] == {"acc": 0.5, "counts": [1, 2]}
+    assert saved["claims"][0]["verdict"] == "not reproduced"
+    assert results.load("smoke", tmp_path / "smoke")[0]["notebook"] == "mpe/01_demo"
+    assert not list(path.parent.glob(".*tmp*"))
+
+
+def test_verdicts_and_ids_are_checked():
+    rec = results.RunRecord("x", "smoke")
+    with pytest.raises(ValueError, match="verdict"):
+        rec.claim("a", "p", 1, 1, "maybe")
+    rec.claim("a", "p", 1, 1, "partly")
+    with pytest.raises(ValueError, match="twice"):
+        rec.claim("a", "p", 1, 1, "partly")
+
+
+def test_smoke_results_are_not_committed(monkeypatch, tmp_path):
+    monkeypatch.delenv("SALBOOK_RESULTS", raising=False)
+    monkeypatch.setenv("SALBOOK_DATA", str(tmp_path))
+    assert results.RunRecord("x", "smoke").path().is_relative_to(tmp_path)
+    assert results.RunRecord("x", "cpu").path().parts[-3:] == ("results", "cpu", "x.json")
