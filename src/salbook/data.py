@@ -166,7 +166,7 @@ def _from_mirror(name: str) -> tuple[dict | None, list[str]]:
 
 def _decode_cifar_jpeg(f) -> dict:
     from PIL import Image
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     arrays = {}
     for split in ("train", "test"):

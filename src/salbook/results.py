@@ -53,7 +53,7 @@ class RunRecord:
         if source not in self.data_sources:
             self.data_sources.append(source)
 
-    def claim(self, id: str, paper: str, paper_value, ours, verdict: str, note: str = "") -> dict:
+    def claim(self, id: str, paper: str, paper_value, ours, verdict: str, note: str = "") -> None:
         """Record the paper's claim ``paper`` (its number ``paper_value``) beside ``ours``."""
         if verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
@@ -61,7 +61,6 @@ class RunRecord:
             raise ValueError(f"claim id {id!r} recorded twice")
         entry = {"id": id, "paper": paper, "paper_value": paper_value, "ours": ours, "verdict": verdict, "note": note}
         self.claims.append(_plain(entry))
-        return entry
 
     def path(self) -> Path:
         return config.results_dir(self.profile) / f"{self.notebook}.json"

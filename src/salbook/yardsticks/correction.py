@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..checks import as_targets, check_inputs
 
@@ -82,6 +82,8 @@ def closed_loop_correction(model, inputs: torch.Tensor, target, scores: torch.Te
     max_tries = n_dims if max_tries is None else min(max_tries, n_dims)
 
     order = scores.flatten(1).float().nan_to_num(nan=torch.inf).argsort(dim=1, stable=True)
+    if max_tries == 0 or n_img == 0:
+        raise ValueError("nothing to do: max_tries and the number of images must be positive")
     rep = replacement.flatten(1).to(inputs.dtype)
     x = inputs.detach().flatten(1).clone()
     probs = _probs(model, x, inputs.shape, device, batch_size)
@@ -100,11 +102,17 @@ def closed_loop_correction(model, inputs: torch.Tensor, target, scores: torch.Te
             cand_pos = pos[active, None] + torch.arange(chunk)
             valid = cand_pos < max_tries
             dims = order[active[:, None], cand_pos.clamp(max=n_dims - 1)]
-            trial = x[active, None, :].repeat(1, chunk, 1)
-            trial.scatter_(2, dims[..., None], rep[active[:, None], dims][..., None])
-            p_trial = _probs(model, trial.flatten(0, 1), inputs.shape, device, batch_size).view(len(active), chunk, -1)
+            new_values = rep[active[:, None], dims]
+            # a candidate that leaves the pixel unchanged cannot improve: skip its forward pass
+            changes = valid & (new_values != x[active[:, None], dims])
+            rows, cols = changes.nonzero(as_tuple=True)
+            trial = x[active[rows]].clone()
+            trial[torch.arange(len(rows)), dims[rows, cols]] = new_values[rows, cols]
+            p_trial = torch.full((len(active), chunk, probs.shape[1]), -torch.inf)
+            if len(rows):
+                p_trial[rows, cols] = _probs(model, trial, inputs.shape, device, batch_size)
             p_target = p_trial[torch.arange(len(active)), :, targets[active]]
-            better = (p_target > probs[active, targets[active]][:, None]) & valid
+            better = (p_target > probs[active, targets[active]][:, None]) & changes
             first = better.float().argmax(1)  # index of the first improving candidate
             found = better.any(1)
             for row, (a, k, ok) in enumerate(zip(active.tolist(), first.tolist(), found.tolist())):

@@ -1,0 +1,59 @@
+"""Benchmark: building the MPE table over the whole MNIST training set vs one inference pass.
+
+The MPE paper states MCMPE costs O(|D|·n·c): one forward pass plus bookkeeping. We measure the ratio
+  time(mpe_table over D) / time(softmax forward pass over D)
+side by side, alternating the two, and report the median of ``--repeats`` pairs. Goal: ≤ 1.5.
+
+    python benchmarks/mpe_table.py [--profile cpu] [--repeats 3]
+
+Writes benchmarks/results/mpe_table-<profile>.json with the timings and their provenance.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from salbook import config, data, zoo
+from salbook.methods import mpe_table
+from salbook.results import git_commit
+from salbook.storage import write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    args = parser.parse_args()
+    profile = config.resolve_profile(args.profile)
+    model = zoo.get("mnist-cnn2", profile).model
+    train = data.mnist("train")
+
+    pairs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        zoo.predict_proba(model, train.x, batch_size=args.batch_size)
+        inference = time.perf_counter() - start
+        start = time.perf_counter()
+        mpe_table(model, train.x, batch_size=args.batch_size, progress=False)
+        table = time.perf_counter() - start
+        pairs.append((inference, table))
+        print(f"inference {inference:.2f} s, MPE table {table:.2f} s, ratio {table / inference:.3f}")
+    ratio = statistics.median(t / i for i, t in pairs)
+    out = Path(__file__).parent / "results" / f"mpe_table-{profile}.json"
+    write_json(out, {
+        "benchmark": "mpe_table / inference pass, MNIST training set (60,000 images)",
+        "ratio_median": round(ratio, 3), "goal": 1.5,
+        "pairs_seconds": [{"inference": round(i, 3), "mpe_table": round(t, 3)} for i, t in pairs],
+        "profile": profile, "device": config.device_name(), "torch": torch.__version__,
+        "git_commit": git_commit(), "data_source": train.source, "batch_size": args.batch_size,
+    })
+    print(f"median ratio {ratio:.3f} (goal ≤ 1.5) → {out}")
+
+
+if __name__ == "__main__":
+    main()
