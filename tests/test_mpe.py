@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from salbook import data
-from salbook.methods import MPE, correction_arms, exact_mpe, mpe_table
+from salbook.methods import MPE, correction_arms, exact_mpe, mpe_attack_plan, mpe_table
 
 
 @pytest.fixture
@@ -106,3 +106,17 @@ def test_correction_arms_are_seeded(tiny):
     scores, typical = a["mpe+typical"]
     assert scores.shape == typical.shape == (3, 1, 2, 3)
     assert torch.equal(typical[0].flatten() * 255, table.typical_sample(5)[0].float())
+
+
+def test_mpe_attack_plan_scores_pixels_by_their_best_channel(linear_model, rng):
+    torch.manual_seed(0)
+    model = linear_model(torch.randn(3, 2 * 2 * 3))
+    x = rng.choice(np.array([0, 255], np.uint8), size=(50, 2, 2, 3))
+    table = mpe_table(model, x, progress=False)
+    scores, salt = mpe_attack_plan(table, x[:4], [0, 1, 2, 0])
+    assert scores.shape == salt.shape == (4, 2, 2) and salt.dtype == torch.bool
+    per_channel = MPE(table).attribute(data.to_input(x[:4]), target=torch.tensor([0, 1, 2, 0]))
+    assert torch.allclose(scores, per_channel.amax(1))
+    mean = table.mean()  # salt where white supports class 0 less than black, on average over channels
+    white, black = mean[:, 255, 0].view(3, 2, 2).mean(0), mean[:, 0, 0].view(3, 2, 2).mean(0)
+    assert torch.equal(salt[0], white < black)

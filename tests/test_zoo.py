@@ -50,11 +50,32 @@ def test_weights_load_with_weights_only(tiny_recipe):
     nets.build("mnist_cnn2").load_state_dict(state)
 
 
-def test_normalisation_lives_in_the_model():
-    model = nets.build("mnist_cnn2")
-    assert isinstance(model[0], nets.Normalize)
+@pytest.mark.parametrize("architecture", sorted(nets.ARCHITECTURES))
+def test_preprocessing_lives_in_the_model_and_relus_are_distinct(architecture):
+    model = nets.build(architecture)
+    assert isinstance(model[0], (nets.Normalize, nets.SubtractMean))
     relus = [m for m in model.modules() if isinstance(m, torch.nn.ReLU)]
     assert len({id(m) for m in relus}) == len(relus) and not any(m.inplace for m in relus)
+    x = torch.rand(2, 1, 28, 28) if architecture.startswith("mnist") else torch.rand(2, 3, 32, 32)
+    assert model.eval()(x).shape == (2, 10)
+
+
+def test_mean_image_is_set_from_the_training_images(tmp_data, monkeypatch):
+    r = dataclasses.replace(zoo.RECIPES["cifar-resnet20"], name="tiny-res", epochs={"smoke": 1},
+                            train_size={"smoke": 64}, val_size=100)
+    monkeypatch.setitem(zoo.RECIPES, "tiny-res", r)
+    model = zoo.get("tiny-res", "smoke", device="cpu").model
+    from salbook import data
+    idx, _ = zoo.split_indices(50000, 100, r.seed)
+    expected = data.to_input(data.cifar10("train").x[idx[:64]]).mean(0, keepdim=True)
+    assert torch.allclose(model[0].mean, expected)
+
+
+def test_augment_is_seeded_and_shape_preserving():
+    x = torch.rand(8, 3, 32, 32)
+    a = zoo.augment(x, torch.Generator().manual_seed(3))
+    b = zoo.augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape and not torch.equal(a, x)
 
 
 def test_unknown_names():

@@ -59,6 +59,10 @@ class MPETable:
         values = _flat_values(z, self.input_shape)
         return _gather(self.mean(), values)
 
+    def to_images(self, values: torch.Tensor) -> np.ndarray:
+        """Flat uint8 values ``(N, n)`` in model-input order → uint8 images in data layout."""
+        return data.to_images(values.float().div(LEVELS - 1).view(-1, *self.input_shape))
+
     def typical_sample(self, min_count: int = 200) -> torch.Tensor:
         """Typical sample V̂* (eq. 6): ``(c, n)`` uint8, ``V̂*[j, i] = argmax_v M̄[i, v, j]``.
 
@@ -173,6 +177,24 @@ def correction_arms(table: MPETable, z: np.ndarray, target: np.ndarray, min_coun
         "mpe+rand": (mpe_scores, rand_values),
         "rand+rand": (rand_scores, rand_values),
     }
+
+
+def mpe_attack_plan(table: MPETable, z: np.ndarray, label) -> tuple[torch.Tensor, torch.Tensor]:
+    """The MPE-guided salt-and-pepper attack of §4.3, as inputs to ``yardsticks.salt_and_pepper_attack``.
+
+    The paper "replace[s] the pixel with the highest MPE on any channel with salt or pepper noise".
+    Pixel score: the highest MCMPE of class ``label`` over the pixel's channels. Noise: salt (white)
+    where the table says a white pixel supports ``label`` less than a black one (mean over channels
+    of M̄[i, 255, label] < M̄[i, 0, label]), pepper otherwise — the choice is made from MPE alone.
+    Returns ``(pixel_scores, salt)``, both shaped ``(N, H, W)``.
+    """
+    labels = torch.as_tensor(np.asarray(label), dtype=torch.long)
+    c, h, w = table.input_shape
+    idx = torch.arange(len(z))
+    scores = table.mpe(z)[idx, :, labels].view(len(z), c, h, w).nan_to_num(nan=-torch.inf).amax(1)
+    mean = table.mean()[:, :, labels].permute(2, 0, 1).view(len(z), c, h, w, LEVELS)  # (N, C, H, W, 256)
+    salt = mean[..., LEVELS - 1].nanmean(1) < mean[..., 0].nanmean(1)
+    return scores.float(), salt
 
 
 def _flat_values(z: np.ndarray | torch.Tensor, input_shape: tuple) -> torch.Tensor:
