@@ -52,7 +52,7 @@ def outside_share(pixels: list[np.ndarray], masks: np.ndarray) -> dict:
     image, weighted like the pixels: the rate expected if the pixels fell uniformly at random) and
     ``n_pixels``.
     """
-    flat = masks.reshape(len(masks), -1)
+    flat = masks.reshape(len(masks), int(np.prod(masks.shape[1:])))
     used = [k for k, p in enumerate(pixels) if len(p) and flat[k].any()]
     if not used:
         return {"outside": None, "background_area": None, "n_pixels": 0, "n_images": 0}
