@@ -68,3 +68,12 @@ def test_bad_arguments(counter):
         closed_loop_correction(counter, x, 0, x, x, eps=0)
     with pytest.raises(ValueError, match="one class per input"):
         closed_loop_correction(counter, x, [0, 1], x, x)
+
+
+def test_trajectory_replays_the_kept_steps(counter):
+    res = run(counter, [1.0, 1, 1, 1])
+    images, probs, changed = res.trajectory(0, torch.zeros(1, 1, 4))
+    assert images.shape == (4, 1, 1, 4) and probs.shape == (4, 2)
+    assert torch.equal(images[-1], res.inputs[0])
+    assert changed[-1] == [(0, 1), (0, 3), (0, 2)]
+    assert torch.equal(probs[0], res.probs_before[0])

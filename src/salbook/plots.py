@@ -27,6 +27,7 @@ def image_grid(images, titles=None, ncols: int | None = None, cmap=None, vmin=No
                size: float = 1.5, colorbar: bool = False, marks=None, suptitle: str | None = None):
     """Show images (uint8 ``(H, W[, 3])`` or float maps ``(H, W)``) in a grid; return the figure.
 
+    ``cmap``, ``vmin`` and ``vmax`` are one value for all images or a list with one per image.
     ``marks[k]`` is a list of ``(row, col)`` pixels to outline in red on image k.
     """
     images = list(images)
@@ -38,16 +39,51 @@ def image_grid(images, titles=None, ncols: int | None = None, cmap=None, vmin=No
         ax.set_axis_off()
         if k >= len(images):
             continue
-        im = ax.imshow(images[k], cmap=cmap if np.ndim(images[k]) == 2 else None, vmin=vmin, vmax=vmax)
+        im = ax.imshow(images[k], cmap=_each(cmap, k) if np.ndim(images[k]) == 2 else None,
+                       vmin=_each(vmin, k), vmax=_each(vmax, k))
         if titles is not None:
             ax.set_title(titles[k])
-        for r, c in (marks[k] if marks else []):
-            ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5))
+        outline(ax, marks[k] if marks else [])
     if colorbar:
         fig.colorbar(im, ax=axes, shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle)
     return fig
+
+
+def outline(ax, pixels) -> None:
+    """Outline ``(row, col)`` pixels in red."""
+    for r, c in pixels:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2))
+
+
+def correction_figure(images, probs, changed, class_names, label: int, size: float = 1.6):
+    """A closed-loop correction step by step: the images after each kept replacement (changed pixels
+    outlined) and the class probabilities along the way, the true and the first predicted class in bold."""
+    probs = np.asarray(probs)
+    first = int(probs[0].argmax())
+    titles = [f"{'original' if s == 0 else f'step {s}'}: {class_names[int(p.argmax())]} ({p.max():.2f})"
+              for s, p in enumerate(probs)]
+    fig = plt.figure(figsize=(size * len(images) + 3.2, size + 0.8), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[len(images), 2])
+    for ax, img, title, marks in zip(np.atleast_1d(left.subplots(1, len(images))), images, titles, changed):
+        ax.imshow(img, cmap="gray" if np.ndim(img) == 2 else None)
+        ax.set_title(title)
+        ax.set_axis_off()
+        outline(ax, marks)
+    ax = right.subplots()
+    for j in range(probs.shape[1]):
+        bold = j in (label, first)
+        ax.plot(probs[:, j], "o-" if bold else "-", lw=2 if bold else 0.8, alpha=1 if bold else 0.4,
+                label=class_names[j] if bold else None)
+    ax.set_xlabel("replacements kept")
+    ax.set_ylabel("probability")
+    ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def _each(value, k):
+    return value[k] if isinstance(value, (list, tuple)) else value
 
 
 def log_map(m, floor: float = -10.0) -> np.ndarray:

@@ -50,6 +50,19 @@ class CorrectionResult:
     def rate(self) -> float:
         return float(self.success.mean()) if len(self.success) else float("nan")
 
+    def trajectory(self, k: int, original: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Image ``k`` after 0, 1, … kept replacements: ``(images (S+1, C, H, W), probs (S+1, c),
+        changed)``, where ``changed[s]`` lists the ``(row, col)`` pixels replaced in the first s steps."""
+        x = original.detach().clone()
+        images, probs, changed = [x.clone()], [self.probs_before[k]], [[]]
+        for dim, _, new, p in self.steps[k]:
+            x.view(-1)[dim] = new
+            _, row, col = np.unravel_index(dim, tuple(x.shape))
+            images.append(x.clone())
+            probs.append(p)
+            changed.append(changed[-1] + [(int(row), int(col))])
+        return torch.stack(images), torch.stack(probs), changed
+
 
 @torch.no_grad()
 def closed_loop_correction(model, inputs: torch.Tensor, target, scores: torch.Tensor,

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from salbook.methods.pertmap import LPPertMap, StochasticPertMap
+
+
+@pytest.fixture
+def margin_model(linear_model):
+    """Two classes; the margin z_0 − z_1 = a·x + b with a = (0, 0.5, 1, 4), so the maximal invariant
+    box around x = 0.5 (margin m = 1) is the fractional knapsack w = (1, 1, 0.5, 0): Σw = 2.5."""
+    a = torch.tensor([0.0, 0.5, 1.0, 4.0])
+    b = 1.0 - 0.5 * a.sum()
+    return linear_model(torch.stack([a, torch.zeros(4)]), torch.tensor([b, 0.0])), a
+
+
+def test_stochastic_box_approaches_the_exact_maximal_box(margin_model):
+    model, a = margin_model
+    x = torch.full((1, 1, 1, 4), 0.5)
+    # eq. 3.2 equals Problem 2.1 only for a large enough λ; on d = 4 the paper's 0.1·d is far too small
+    scores = StochasticPertMap(model, iterations=600, samples=64, lam=200.0, progress=False).attribute(x)
+    w = -scores.flatten()
+    assert scores.shape == x.shape and (w >= 0).all() and (w <= 1).all()
+    assert torch.allclose(w, torch.tensor([1.0, 1.0, 0.5, 0.0]), atol=0.06)
+    r = (torch.rand(100_000, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1) * w
+    assert ((r * a).sum(1) < -1).float().mean() < 0.005  # decision kept for (almost) every r in R(w)
+
+
+def test_batched_images_are_optimised_independently(margin_model):
+    model, _ = margin_model
+    x = torch.rand(3, 1, 1, 4) * 0.2 + 0.4
+    together = StochasticPertMap(model, iterations=30, samples=8, seed=1, progress=False).attribute(x)
+    alone = StochasticPertMap(model, iterations=30, samples=8, seed=1, progress=False).attribute(x[1:2])
+    assert together.shape == x.shape
+    # the random draws differ between the two runs, so compare behaviour, not bits
+    assert torch.allclose(together[1], alone[0], atol=0.05)
+
+
+def test_checkpoints_and_arguments(margin_model):
+    model, _ = margin_model
+    pm = StochasticPertMap(model, iterations=20, checkpoints=(10, 20), progress=False)
+    pm.attribute(torch.full((1, 1, 1, 4), 0.5))
+    assert sorted(pm.history) == [10, 20]
+    with pytest.raises(ValueError):
+        StochasticPertMap(model, iterations=0)
+    with pytest.raises(ValueError, match="lie in"):
+        pm.attribute(torch.full((1, 1, 1, 4), 2.0))
+
+
+def test_lp_box_is_exact_for_a_linear_model(margin_model):
+    """Linearisation is exact for a linear model: increases are free (no negative gradients) and the
+    decreases solve the same knapsack as above, v = (1, 1, 0.5, 0)."""
+    model, _ = margin_model
+    x = torch.full((1, 1, 1, 4), 0.5)
+    lp = LPPertMap(model, delta=1.0, lam=10.0, progress=False)
+    scores = lp.attribute(x)
+    assert torch.allclose(-scores.flatten(), torch.tensor([2.0, 2.0, 1.5, 1.0]), atol=1e-6)
+    assert lp.slack == [pytest.approx(0.0, abs=1e-9)]
+
+
+def test_lp_smoothing_rhs_uses_the_margin_expansion(margin_model):
+    """With noisy linearisation points the constraint must not move for a linear model: Z(x+n) − H·n = Z(x)."""
+    model, _ = margin_model
+    x = torch.full((1, 1, 1, 4), 0.5)
+    A, b = LPPertMap(model, noise_points=5, sigma=0.1).constraints(x, None, torch.Generator().manual_seed(0))
+    assert A.shape == (6, 9) and np.allclose(b, 1.0)
