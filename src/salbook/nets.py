@@ -143,11 +143,40 @@ def cifar_resnet20() -> nn.Sequential:
     return _resnet(_Basic, (3, 3, 3), (16, 32, 64), 16, SubtractMean())
 
 
+
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+def _vgg16_bn(width: float) -> nn.Sequential:
+    layers, cin = [Normalize(CIFAR_MEAN, CIFAR_STD)], 3
+    for v in VGG16:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            cout = int(v * width)
+            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+            cin = cout
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 10))
+
+
+def cifar_vgg16_bn() -> nn.Sequential:
+    """VGG16 with batch norm adapted to 32×32 CIFAR-10 (13 convolutions, five poolings to 1×1, one
+    linear classifier), the PertMap chapter's stand-in for the ImageNet VGG16 of the paper."""
+    return _vgg16_bn(1.0)
+
+
+def cifar_vgg16_bn_quarter() -> nn.Sequential:
+    """The same VGG16-BN at a quarter of the channels (16 … 128): the ``cpu`` profile's substitute,
+    about 1/16 of the compute."""
+    return _vgg16_bn(0.25)
+
 ARCHITECTURES = {
     "mnist_cnn2": mnist_cnn2,
     "cifar_cnn4": cifar_cnn4,
     "cifar_resnet20": cifar_resnet20,
     "cifar_resnet50": cifar_resnet50,
+    "cifar_vgg16_bn": cifar_vgg16_bn,
+    "cifar_vgg16_bn_quarter": cifar_vgg16_bn_quarter,
 }
 
 

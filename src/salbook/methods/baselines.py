@@ -1,0 +1,176 @@
+"""Standard attribution baselines, through Captum, all with one verb: ``attribute(inputs, target)``.
+
+Every method returns the **signed, raw** map shaped like the inputs; taking absolute values, squaring,
+reducing over colour channels and normalising are evaluation choices made by the yardstick or the
+figure that uses the map (``postprocess``), never silently here. Conventions, stated once:
+
+* inputs are images in [0, 1] (normalisation lives in the model), so SmoothGrad's noise σ = 0.15 is
+  the usual 15 % of the input range, given to Captum's ``NoiseTunnel`` as an absolute ``stdevs``;
+* Integrated Gradients and DeepLIFT use the black image as baseline; IG integrates with Captum's
+  Gauss–Legendre rule over 50 steps;
+* Occlusion slides a window over all channels and replaces it with ``baseline`` (0 by default).
+
+``make(name, model, **options)`` builds a method by name; :data:`NAMES` lists them.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from captum import attr as captum
+from captum.attr._utils import lrp_rules
+
+from ..checks import as_targets, check_inputs
+
+
+class Baseline:
+    """Shared checking for the Captum wrappers: validated inputs and targets, maps on the CPU."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    def attribute(self, inputs: torch.Tensor, target) -> torch.Tensor:
+        check_inputs(inputs)
+        device = next(self.model.parameters()).device
+        targets = as_targets(target, len(inputs)).to(device)
+        return self._attribute(inputs.detach().to(device), targets).detach().cpu()
+
+    def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Gradient(Baseline):
+    """∂f_target/∂x (Simonyan et al. 2013), signed (Captum's ``Saliency`` with ``abs=False``)."""
+
+    def _attribute(self, inputs, targets):
+        return captum.Saliency(self.model).attribute(inputs, target=targets, abs=False)
+
+
+class InputXGradient(Baseline):
+    """x ⊙ ∂f_target/∂x."""
+
+    def _attribute(self, inputs, targets):
+        return captum.InputXGradient(self.model).attribute(inputs, target=targets)
+
+
+class GuidedBackprop(Baseline):
+    """Guided backpropagation (Springenberg et al. 2015): only positive gradients through ReLUs."""
+
+    def _attribute(self, inputs, targets):
+        return captum.GuidedBackprop(self.model).attribute(inputs, target=targets)
+
+
+class DeconvNet(Baseline):
+    """DeconvNet (Zeiler & Fergus 2014): ReLU applied to the backward signal."""
+
+    def _attribute(self, inputs, targets):
+        return captum.Deconvolution(self.model).attribute(inputs, target=targets)
+
+
+class IntegratedGradients(Baseline):
+    """Integrated Gradients (Sundararajan et al. 2017) from the black image, 50 steps."""
+
+    def __init__(self, model, n_steps: int = 50, internal_batch_size: int = 256):
+        super().__init__(model)
+        self.n_steps, self.internal_batch_size = n_steps, internal_batch_size
+
+    def _attribute(self, inputs, targets):
+        return captum.IntegratedGradients(self.model).attribute(
+            inputs, baselines=torch.zeros_like(inputs), target=targets, n_steps=self.n_steps,
+            internal_batch_size=self.internal_batch_size)
+
+
+class SmoothGrad(Baseline):
+    """SmoothGrad (Smilkov et al. 2017) and its variants through Captum's ``NoiseTunnel``.
+
+    ``kind``: ``"smoothgrad"`` (mean of noisy gradients), ``"smoothgrad_sq"`` (mean of their squares:
+    ROAR's SG-SQ) or ``"vargrad"`` (their variance). σ = ``noise`` × input range (1 for [0, 1] images).
+    """
+
+    def __init__(self, model, kind: str = "smoothgrad", samples: int = 15, noise: float = 0.15, batch: int = 64):
+        if kind not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
+            raise ValueError(f"unknown SmoothGrad kind {kind!r}: choose smoothgrad, smoothgrad_sq or vargrad")
+        super().__init__(model)
+        self.kind, self.samples, self.noise, self.batch = kind, samples, noise, batch
+
+    def _attribute(self, inputs, targets):
+        return captum.NoiseTunnel(captum.Saliency(self.model)).attribute(
+            inputs, nt_type=self.kind, nt_samples=self.samples, nt_samples_batch_size=self.batch,
+            stdevs=self.noise, target=targets, abs=False)
+
+
+class DeepLift(Baseline):
+    """DeepLIFT (Shrikumar et al. 2017), rescale rule, black baseline."""
+
+    def _attribute(self, inputs, targets):
+        return captum.DeepLift(self.model).attribute(inputs, baselines=torch.zeros_like(inputs), target=targets)
+
+
+class LRP(Baseline):
+    """Layer-wise relevance propagation (Bach et al. 2015), Captum's ε-rule on every layer.
+
+    The model's preprocessing layer and ``Flatten`` pass relevance through unchanged (identity rule;
+    for ``Flatten`` reshaped back to the input's shape, which Captum's own identity rule does not do).
+    Works on sequential networks; Captum's LRP does not handle residual additions.
+    """
+
+    def __init__(self, model):
+        from ..nets import Normalize, SubtractMean
+
+        model = copy.deepcopy(model)  # the rules are attributes on the modules: keep the caller's model clean
+        for m in model.modules():
+            if isinstance(m, (Normalize, SubtractMean)):
+                m.rule = lrp_rules.IdentityRule()
+            elif isinstance(m, torch.nn.Flatten):
+                m.rule = _ReshapeRule()
+        super().__init__(model)
+
+    def _attribute(self, inputs, targets):
+        return captum.LRP(self.model).attribute(inputs, target=targets)
+
+
+class Occlusion(Baseline):
+    """Occlusion (Zeiler & Fergus 2014): the drop of the target output when a window is replaced."""
+
+    def __init__(self, model, window: int = 2, stride: int = 1, baseline: float = 0.0):
+        super().__init__(model)
+        self.window, self.stride, self.baseline = window, stride, baseline
+
+    def _attribute(self, inputs, targets):
+        c = inputs.shape[1]
+        return captum.Occlusion(self.model).attribute(
+            inputs, sliding_window_shapes=(c, self.window, self.window), strides=(c, self.stride, self.stride),
+            baselines=self.baseline, target=targets, perturbations_per_eval=64)
+
+
+class _ReshapeRule(lrp_rules.IdentityRule):
+    """Identity rule for a layer that only reshapes (``Flatten``): relevance keeps its values."""
+
+    def _create_backward_hook_input(self, inputs):
+        def _backward_hook_input(grad):
+            return self.relevance_output[grad.device].reshape(grad.shape)
+
+        return _backward_hook_input
+
+
+METHODS = {
+    "gradient": Gradient,
+    "input_x_gradient": InputXGradient,
+    "guided_backprop": GuidedBackprop,
+    "deconvnet": DeconvNet,
+    "integrated_gradients": IntegratedGradients,
+    "smoothgrad": SmoothGrad,
+    "smoothgrad_sq": lambda model, **kw: SmoothGrad(model, kind="smoothgrad_sq", **kw),
+    "vargrad": lambda model, **kw: SmoothGrad(model, kind="vargrad", **kw),
+    "deeplift": DeepLift,
+    "lrp": LRP,
+    "occlusion": Occlusion,
+}
+NAMES = tuple(METHODS)
+
+
+def make(name: str, model: torch.nn.Module, **options) -> Baseline:
+    """Build the baseline ``name`` for ``model``."""
+    if name not in METHODS:
+        raise ValueError(f"unknown attribution method {name!r}: choose one of {', '.join(NAMES)}")
+    return METHODS[name](model, **options)
