@@ -64,3 +64,17 @@ def test_lp_smoothing_rhs_uses_the_margin_expansion(margin_model):
     x = torch.full((1, 1, 1, 4), 0.5)
     A, b = LPPertMap(model, noise_points=5, sigma=0.1).constraints(x, None, torch.Generator().manual_seed(0))
     assert A.shape == (6, 9) and np.allclose(b, 1.0)
+
+
+def test_box_violation_rate_knows_the_exact_box(margin_model):
+    from salbook.yardsticks.invariance import box_violation_rate
+
+    model, _ = margin_model
+    x = torch.full((1, 1, 1, 4), 0.5)
+    exact = torch.tensor([1.0, 1.0, 0.5, 0.0]).view(1, 1, 1, 4)
+    assert box_violation_rate(model, x, exact * 0.99, exact * 0.99, corners=True).item() == 0.0
+    too_big = torch.tensor([1.0, 1.0, 1.0, 0.0]).view(1, 1, 1, 4)
+    assert box_violation_rate(model, x, too_big, too_big, corners=True).item() > 0.1
+    lp = LPPertMap(model, delta=1.0, lam=10.0, progress=False)
+    lp.attribute(x)
+    assert box_violation_rate(model, x, lp.lower * 0.99, lp.upper * 0.99, corners=True).item() == 0.0

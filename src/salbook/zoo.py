@@ -93,6 +93,26 @@ RECIPES = {
             "preprocessing and recipe as cifar-resnet50.",
             paper={"test_acc": 0.8602},
         ),
+        Recipe(
+            name="cifar-vgg16bn",
+            dataset="cifar10",
+            architecture="cifar_vgg16_bn",
+            epochs={"smoke": 1, "cpu": 15, "full": 40},
+            train_size={"smoke": 1000, "cpu": None, "full": None},
+            optimizer="sgd", lr=0.05, weight_decay=5e-4, augment=True,
+            notes="PertMap chapter: stands in for the ImageNet VGG16 of Ikeno & Hara (2018). SGD "
+            "(Nesterov, lr 0.05, cosine, weight decay 5e-4, batch 128), crop + flip.",
+        ),
+        Recipe(
+            name="cifar-vgg16bn-quarter",
+            dataset="cifar10",
+            architecture="cifar_vgg16_bn_quarter",
+            epochs={"smoke": 1, "cpu": 15, "full": 40},
+            train_size={"smoke": 2000, "cpu": None, "full": None},
+            optimizer="sgd", lr=0.05, weight_decay=5e-4, augment=True,
+            notes="The cpu profile's substitute for cifar-vgg16bn: the same network at a quarter of the "
+            "channels, same recipe.",
+        ),
     ]
 }
 

@@ -108,7 +108,8 @@ class LPPertMap:
     Solved with HiGHS (scipy) in place of CPLEX; one (u, v) pair per input entry (the reference
     shares them over 8×8 patches of a 224-pixel image, which is one pixel at CIFAR's 32).
 
-    ``attribute(inputs, target=None)`` returns −(u + v) shaped like the inputs (higher = more relevant).
+    ``attribute(inputs, target=None)`` returns −(u + v) shaped like the inputs (higher = more relevant)
+    and keeps the box in ``self.upper`` (u) and ``self.lower`` (v).
     """
 
     def __init__(self, model, delta: float = 0.1, lam: float = 1e-4, noise_points: int = 0, sigma: float = 0.05,
@@ -118,13 +119,15 @@ class LPPertMap:
         self.model, self.delta, self.lam, self.noise_points, self.sigma = model, delta, lam, noise_points, sigma
         self.seed, self.progress = seed, progress
         self.slack: list[float] = []
+        self.upper: torch.Tensor | None = None  # u: allowed increase per entry, after attribute()
+        self.lower: torch.Tensor | None = None  # v: allowed decrease
 
     def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
         from scipy.optimize import linprog
 
         check_inputs(inputs)
         gen = torch.Generator().manual_seed(self.seed)
-        out, self.slack = [], []
+        out, ups, downs, self.slack = [], [], [], []
         for k in tqdm(range(len(inputs)), desc="LP PertMap", disable=not self.progress):
             x = inputs[k:k + 1].detach().cpu()
             A, b = self.constraints(x, None if target is None else as_targets(target, len(inputs))[k], gen)
@@ -134,9 +137,13 @@ class LPPertMap:
             res = linprog(cost, A_ub=A, b_ub=b, bounds=bounds, method="highs")
             if res.status != 0:
                 raise RuntimeError(f"LP PertMap: HiGHS failed on image {k}: {res.message}")
-            u, v = res.x[:d], res.x[d:2 * d]
-            out.append(torch.from_numpy(-(u + v)).float().view(x.shape[1:]))
+            u, v = (torch.from_numpy(res.x[:d]).float().view(x.shape[1:]),
+                    torch.from_numpy(res.x[d:2 * d]).float().view(x.shape[1:]))
+            ups.append(u)
+            downs.append(v)
+            out.append(-(u + v))
             self.slack.append(float(res.x[-1]))
+        self.upper, self.lower = torch.stack(ups), torch.stack(downs)
         return torch.stack(out)
 
     def constraints(self, x: torch.Tensor, target, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
