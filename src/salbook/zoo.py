@@ -242,7 +242,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+def predict_proba(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Softmax outputs of ``model`` for uint8 images or model-input tensors, in batches (on CPU)."""
     device = next(model.parameters()).device
     out = []

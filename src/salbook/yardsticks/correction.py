@@ -67,7 +67,7 @@ class CorrectionResult:
 @torch.no_grad()
 def closed_loop_correction(model, inputs: torch.Tensor, target, scores: torch.Tensor,
                            replacement: torch.Tensor, eps: int = 10, max_tries: int | None = None,
-                           chunk: int = 32, batch_size: int = 2048, progress: bool = True) -> CorrectionResult:
+                           chunk: int = 32, batch_size: int = 256, progress: bool = True) -> CorrectionResult:
     """Greedy closed-loop correction of eq. 7/9 towards class ``target``.
 
     Args:
