@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from salbook import results
+from salbook import config, results
 
 
 def test_record_schema_and_atomic_write(tmp_path, monkeypatch):
@@ -38,3 +38,11 @@ def test_smoke_results_are_not_committed(monkeypatch, tmp_path):
     monkeypatch.setenv("SALBOOK_DATA", str(tmp_path))
     assert results.RunRecord("x", "smoke").path().is_relative_to(tmp_path)
     assert results.RunRecord("x", "cpu").path().parts[-3:] == ("results", "cpu", "x.json")
+
+
+def test_git_commit_outside_a_checkout_uses_the_declared_commit(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    monkeypatch.delenv("SALBOOK_GIT_COMMIT", raising=False)
+    assert results.git_commit() == "unknown (not a git checkout)"
+    monkeypatch.setenv("SALBOOK_GIT_COMMIT", "abc123")
+    assert results.git_commit() == "abc123 (declared)"

@@ -23,6 +23,7 @@ e.g. ``mpe/01_mnist_mpe``) holds::
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -91,13 +92,18 @@ def load(profile: str, root: Path | None = None) -> list[dict]:
 
 
 def git_commit() -> str:
-    """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed."""
+    """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed.
+
+    A copy of the tree without ``.git`` (a remote GPU, a container) can name its commit in the
+    environment variable ``SALBOOK_GIT_COMMIT``; it is recorded with the suffix ``(declared)``.
+    """
     def git(*args):
         return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
-        return "unknown (not a git checkout)"
+        declared = os.environ.get("SALBOOK_GIT_COMMIT")
+        return f"{declared} (declared)" if declared else "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
