@@ -43,6 +43,7 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
+    StochasticPertMap(model, iterations=2, samples=args.samples, progress=False).attribute(x)  # warm-up
     batched = timed(lambda: StochasticPertMap(model, **options).attribute(x))
     single = timed(lambda: [StochasticPertMap(model, **options).attribute(x[k:k + 1]) for k in range(len(x))])
     result = {
