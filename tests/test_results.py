@@ -40,9 +40,11 @@ def test_smoke_results_are_not_committed(monkeypatch, tmp_path):
     assert results.RunRecord("x", "cpu").path().parts[-3:] == ("results", "cpu", "x.json")
 
 
-def test_git_commit_outside_a_checkout_uses_the_declared_commit(tmp_path, monkeypatch):
+def test_a_declared_commit_wins_over_git(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
     monkeypatch.delenv("SALBOOK_GIT_COMMIT", raising=False)
     assert results.git_commit() == "unknown (not a git checkout)"
     monkeypatch.setenv("SALBOOK_GIT_COMMIT", "abc123")
+    assert results.git_commit() == "abc123 (declared)"
+    monkeypatch.setattr(config, "PROJECT_ROOT", config.Path(__file__).parent)  # inside a git checkout
     assert results.git_commit() == "abc123 (declared)"

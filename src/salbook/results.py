@@ -86,24 +86,29 @@ class RunRecord:
 
 
 def load(profile: str, root: Path | None = None) -> list[dict]:
-    """All run records of ``profile``, sorted by notebook."""
+    """All run records of ``profile``, sorted by notebook (other JSON there, e.g. model cards, is skipped)."""
     root = root or config.results_dir(profile)
-    return sorted((json.loads(p.read_text()) for p in root.rglob("*.json")), key=lambda r: r["notebook"])
+    records = (json.loads(p.read_text()) for p in root.rglob("*.json"))
+    return sorted((r for r in records if "notebook" in r), key=lambda r: r["notebook"])
 
 
 def git_commit() -> str:
     """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed.
 
-    A copy of the tree without ``.git`` (a remote GPU, a container) can name its commit in the
-    environment variable ``SALBOOK_GIT_COMMIT``; it is recorded with the suffix ``(declared)``.
+    A copy of the tree whose ``.git`` is missing or stale (a remote GPU, a container) names its
+    commit in the environment variable ``SALBOOK_GIT_COMMIT``, which then wins; it is recorded with
+    the suffix ``(declared)``.
     """
+    declared = os.environ.get("SALBOOK_GIT_COMMIT")
+    if declared:
+        return f"{declared} (declared)"
+
     def git(*args):
         return subprocess.run(["git", *args], cwd=config.PROJECT_ROOT, capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
-        declared = os.environ.get("SALBOOK_GIT_COMMIT")
-        return f"{declared} (declared)" if declared else "unknown (not a git checkout)"
+        return "unknown (not a git checkout)"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
