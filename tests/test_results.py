@@ -48,3 +48,15 @@ def test_a_declared_commit_wins_over_git(tmp_path, monkeypatch):
     assert results.git_commit() == "abc123 (declared)"
     monkeypatch.setattr(config, "PROJECT_ROOT", config.Path(__file__).parent)  # inside a git checkout
     assert results.git_commit() == "abc123 (declared)"
+
+
+def test_load_record_finds_a_saved_record_and_skips_model_cards(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_RESULTS", str(tmp_path))
+    assert results.load_record("part/01_x", "cpu") is None
+    rec = results.RunRecord("part/01_x", "cpu")
+    rec.metrics["a"] = 1
+    rec.save()
+    (tmp_path / "cpu" / "models").mkdir()
+    (tmp_path / "cpu" / "models" / "card.json").write_text(json.dumps({"test_acc": 0.9}))
+    assert results.load_record("part/01_x", "cpu")["metrics"] == {"a": 1}
+    assert [r["notebook"] for r in results.load("cpu")] == ["part/01_x"]

@@ -92,6 +92,12 @@ def load(profile: str, root: Path | None = None) -> list[dict]:
     return sorted((r for r in records if "notebook" in r), key=lambda r: r["notebook"])
 
 
+def load_record(notebook: str, profile: str) -> dict | None:
+    """The run record of ``notebook`` (e.g. ``"pertmap/02_grayflip_benchmark"``) under ``profile``, or None."""
+    path = config.results_dir(profile) / f"{notebook}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def git_commit() -> str:
     """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed.
 
