@@ -48,6 +48,23 @@ def mnist_cnn2() -> nn.Sequential:
     )
 
 
+def mnist_lenet() -> nn.Sequential:
+    """The ROAR thesis' MNIST CNN: "two convolution layers, two pooling layers, and three linear layers".
+
+    The thesis gives no sizes; we take the LeNet-5 layout of the PyTorch tutorial that matches the
+    description (conv 6@5×5 → max-pool → conv 16@5×5 → max-pool → 120 → 84 → 10), with the
+    normalisation the thesis applies (MNIST mean and std) as the first layer.
+    """
+    return nn.Sequential(
+        Normalize((0.1307,), (0.3081,)),
+        nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+
+
 class SubtractMean(nn.Module):
     """``x - mean_image``: the "pixel-means subtracted" preprocessing (a per-pixel, per-channel mean
     image of the training set, stored as a buffer so that it travels with the weights)."""
@@ -171,6 +188,7 @@ def cifar_vgg16_bn_quarter() -> nn.Sequential:
     return _vgg16_bn(0.25)
 
 ARCHITECTURES = {
+    "mnist_lenet": mnist_lenet,
     "mnist_cnn2": mnist_cnn2,
     "cifar_cnn4": cifar_cnn4,
     "cifar_resnet20": cifar_resnet20,

@@ -1,0 +1,198 @@
+"""Experiment grids as jobs: run here (``local``) or, unchanged, on a Ray cluster (``ray``).
+
+A grid is a list of :class:`Job` — a module-level function, its keyword parameters and the
+resources one call needs. Every job has a content hash of the function's name, its parameters and
+the source of the module that defines it, and its result is cached under
+``data/jobs/<function>/<hash>.pt`` (written atomically by the driver, loaded with
+``torch.load(weights_only=True)``). So a killed grid resumes where it stopped, a finished job never
+runs twice, and editing the job's module invalidates its results.
+
+Results must be built from tensors, numbers, strings, lists, tuples and dicts (numpy arrays and
+scalars are converted to tensors and Python numbers).
+
+Example::
+
+    grid = [Job(roar.retrain, {"method": m, "fraction": f, "seed": s}, {"num_gpus": 1})
+            for m in methods for f in fractions for s in seeds]
+    out = run(grid)                 # executor: "local", or "ray" when RAY_ADDRESS is set
+    out.raise_failures()            # or inspect out.failures; the other results are kept
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import inspect
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import config
+from .storage import atomic_path, content_hash
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call ``fn(**params)``; ``resources`` in Ray's terms (``num_cpus``, ``num_gpus``)."""
+
+    fn: Callable
+    params: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=lambda: {"num_cpus": 1})
+
+    def __post_init__(self):
+        qualname = getattr(self.fn, "__qualname__", "")
+        if "<" in qualname or "." in qualname or getattr(self.fn, "__module__", None) in (None, "__main__"):
+            raise ValueError(f"job functions must be module-level functions of an importable module, not {self.fn!r}: "
+                             "a Ray worker imports them by name")
+        unknown = set(self.resources) - {"num_cpus", "num_gpus"}
+        if unknown:
+            raise ValueError(f"unknown resources {sorted(unknown)}: use num_cpus and num_gpus")
+
+    @property
+    def name(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    @property
+    def key(self) -> str:
+        """Hash of function name, parameters and the source of the function's module."""
+        return content_hash({"fn": self.name, "params": self.params, "code": code_version(self.fn)}, length=16)
+
+    def cache_path(self) -> Path:
+        return config.data_dir() / "jobs" / self.name / f"{self.key}.pt"
+
+
+@dataclass
+class Failure:
+    job: Job
+    traceback: str
+
+    def __str__(self) -> str:
+        return f"{self.job.name}({self.job.params}) failed:\n{self.traceback}"
+
+
+@dataclass
+class GridResult:
+    """``results[i]`` belongs to ``jobs[i]`` (None where the job failed)."""
+
+    jobs: list[Job]
+    results: list[Any]
+    failures: list[Failure]
+    ran: int  # jobs executed in this call (the others came from the cache)
+
+    def raise_failures(self) -> None:
+        if self.failures:
+            raise RuntimeError(f"{len(self.failures)} of {len(self.jobs)} jobs failed "
+                               f"(the others' results are cached):\n\n" + "\n\n".join(map(str, self.failures)))
+
+
+def code_version(fn: Callable) -> str:
+    """SHA-256 of the source file of the module defining ``fn``."""
+    path = inspect.getsourcefile(sys.modules[fn.__module__])
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def resolve_executor(executor: str | None = None) -> str:
+    """``executor`` if given, else ``SALBOOK_EXECUTOR``, else ``ray`` when ``RAY_ADDRESS`` is set, else ``local``."""
+    executor = executor or os.environ.get("SALBOOK_EXECUTOR") or ("ray" if os.environ.get("RAY_ADDRESS") else "local")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}: choose one of {EXECUTORS}")
+    return executor
+
+
+def run(jobs: list[Job], executor: str | None = None, progress: bool = True, desc: str = "jobs") -> GridResult:
+    """Run the jobs whose results are not cached, cache each result as it arrives, return all of them."""
+    executor = resolve_executor(executor)
+    results: list[Any] = [None] * len(jobs)
+    todo = []
+    for i, job in enumerate(jobs):
+        path = job.cache_path()
+        if path.exists():
+            results[i] = torch.load(path, weights_only=True)
+        else:
+            todo.append(i)
+    failures: list[Failure] = []
+    with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{desc} ({executor})", disable=not progress) as bar:
+        stream = _run_local(jobs, todo) if executor == "local" else _run_ray(jobs, todo)
+        for i, ok, value in stream:
+            if ok:
+                _store(jobs[i].cache_path(), value)
+                results[i] = torch.load(jobs[i].cache_path(), weights_only=True)
+            else:
+                failures.append(Failure(jobs[i], value))
+            bar.update()
+    return GridResult(jobs, results, failures, ran=len(todo))
+
+
+def cached(job: Job) -> Any:
+    """The result of one job: from the cache, or computed here and cached. Raises if the job fails."""
+    out = run([job], "local", progress=False)
+    out.raise_failures()
+    return out.results[0]
+
+
+def call(name: str, params: dict) -> tuple[bool, Any]:
+    """Import ``module.function`` by name and call it; (True, result) or (False, traceback text)."""
+    module, _, fn = name.rpartition(".")
+    try:
+        return True, _plain(getattr(importlib.import_module(module), fn)(**params))
+    except Exception:  # noqa: BLE001 - reported with the job's parameters, the grid goes on
+        return False, traceback.format_exc()
+
+
+def _run_local(jobs, todo):
+    for i in todo:
+        yield (i, *call(jobs[i].name, jobs[i].params))
+
+
+def _run_ray(jobs, todo):
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError("the ray executor needs Ray: pip install 'ray>=2.9' (or the project's [ray] extra)") from err
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    remote = ray.remote(call)
+    pending = {remote.options(**jobs[i].resources).remote(jobs[i].name, jobs[i].params): i for i in todo}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        i = pending.pop(done[0])
+        yield (i, *ray.get(done[0]))
+
+
+def _store(path: Path, value: Any) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(value, tmp)
+
+
+def _plain(obj: Any) -> Any:
+    """numpy → torch / Python numbers, recursively, so the result loads with ``weights_only=True``."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj):
+        raise TypeError(f"job results must be plain data, not {type(obj).__name__}: return a dict")
+    return obj
+
+
+def reference_workload(seed: int, size: int = 256, rounds: int = 20) -> dict:
+    """A small deterministic CPU job (matrix products) for the tests and the executor benchmark."""
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(size, size, generator=gen) / size ** 0.5
+    x = torch.randn(size, generator=gen)
+    for _ in range(rounds):
+        x = torch.tanh(a @ x)
+    return {"seed": seed, "norm": x.norm().item(), "x": x[:4]}

@@ -1,0 +1,92 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from salbook import jobs
+from salbook.jobs import Job
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("SALBOOK_EXECUTOR", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return tmp_path
+
+
+def counted(index: int, log: str, flag: str) -> dict:
+    """Logs each completed call; raises KeyboardInterrupt once (as a kill would) while ``flag`` exists."""
+    if index == 3 and Path(flag).exists():
+        Path(flag).unlink()
+        raise KeyboardInterrupt
+    with open(log, "a") as f:
+        f.write(f"{index}\n")
+    return {"index": index, "square": torch.tensor(index ** 2)}
+
+
+def test_an_interrupted_grid_resumes_and_runs_only_the_rest(cache):
+    log, flag = cache / "calls.log", cache / "kill-at-3"
+    flag.touch()
+    grid = [Job(counted, {"index": i, "log": str(log), "flag": str(flag)}) for i in range(6)]
+    with pytest.raises(KeyboardInterrupt):
+        jobs.run(grid, progress=False)
+    assert log.read_text().split() == ["0", "1", "2"]
+    second = jobs.run(grid, progress=False)
+    assert second.ran == 3
+    assert log.read_text().split() == ["0", "1", "2", "3", "4", "5"]
+    assert [r["square"].item() for r in second.results] == [i * i for i in range(6)]
+    third = jobs.run(grid, progress=False)
+    assert third.ran == 0 and len(log.read_text().split()) == 6
+
+
+def test_a_failing_job_is_reported_with_its_parameters_and_the_others_are_kept():
+    grid = [Job(jobs.reference_workload, {"seed": s, "size": size}) for s, size in ((0, 16), (1, -1), (2, 16))]
+    out = jobs.run(grid, progress=False)
+    assert [r is None for r in out.results] == [False, True, False]
+    assert len(out.failures) == 1 and out.failures[0].job.params == {"seed": 1, "size": -1}
+    with pytest.raises(RuntimeError, match=r"'size': -1"):
+        out.raise_failures()
+    assert jobs.run(grid, progress=False).ran == 1  # only the failed one is tried again
+
+
+def test_the_key_changes_with_parameters_and_code(monkeypatch):
+    a, b = Job(jobs.reference_workload, {"seed": 0}), Job(jobs.reference_workload, {"seed": 1})
+    key = a.key
+    assert key != b.key and key == Job(jobs.reference_workload, {"seed": 0}).key
+    monkeypatch.setattr(jobs, "code_version", lambda fn: "edited")
+    assert a.key != key
+
+
+def test_bad_jobs_and_executors_are_refused():
+    with pytest.raises(ValueError, match="module-level"):
+        Job(lambda: 1)
+    with pytest.raises(ValueError, match="num_gpus"):
+        Job(jobs.reference_workload, {"seed": 0}, {"gpus": 1})
+    with pytest.raises(ValueError, match="unknown executor"):
+        jobs.resolve_executor("slurm")
+
+
+def test_executor_choice(monkeypatch):
+    assert jobs.resolve_executor() == "local"
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert jobs.resolve_executor() == "ray"
+    monkeypatch.setenv("SALBOOK_EXECUTOR", "local")
+    assert jobs.resolve_executor() == "local"
+
+
+def test_local_and_ray_give_identical_results(cache, monkeypatch):
+    ray = pytest.importorskip("ray")
+    grid = [Job(jobs.reference_workload, {"seed": s, "size": 64, "rounds": 5}) for s in range(4)]
+    local = jobs.run(grid, "local", progress=False)
+    monkeypatch.setenv("SALBOOK_DATA", str(cache / "ray-data"))  # a fresh cache: Ray must compute them all
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = jobs.run(grid, "ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert remote.ran == 4 and not remote.failures
+    for a, b in zip(local.results, remote.results):
+        assert a["seed"] == b["seed"] and a["norm"] == b["norm"] and torch.equal(a["x"], b["x"])
+    assert json.dumps([r["seed"] for r in remote.results]) == "[0, 1, 2, 3]"
