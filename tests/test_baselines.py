@@ -38,7 +38,7 @@ def test_known_answers_on_a_linear_model(linear, name, expected):
 def test_every_method_runs_on_a_zoo_architecture(name):
     model = nets.build("cifar_vgg16_bn_quarter").eval()
     x = torch.rand(2, 3, 32, 32)
-    options = {"samples": 2} if "grad" in name and name not in ("gradient", "input_x_gradient") else {}
+    options = {"samples": 2} if name in ("smoothgrad", "smoothgrad_sq", "vargrad") else {}
     if name == "integrated_gradients":
         options = {"n_steps": 4}
     maps = baselines.make(name, model, **options).attribute(x, target=3)
@@ -56,3 +56,14 @@ def test_unknown_method_and_bad_input(linear):
         baselines.make("magic", linear)
     with pytest.raises(ValueError, match="lie in"):
         baselines.make("gradient", linear).attribute(torch.full((1, 3, 2, 2), 3.0), 0)
+
+
+def test_gradcam_of_an_averaging_network_is_the_scaled_activation():
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    model = torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()  # logit = mean(x)
+    x = torch.rand(2, 1, 4, 4)
+    # α = mean of ∂y/∂A = 1/16 per channel, so Grad-CAM = ReLU(A / 16) = x / 16
+    assert torch.allclose(baselines.make("gradcam", model).attribute(x, 0), x / 16, atol=1e-6)
+    with pytest.raises(ValueError, match="convolutional layer"):
+        baselines.make("gradcam", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))

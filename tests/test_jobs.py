@@ -90,3 +90,12 @@ def test_local_and_ray_give_identical_results(cache, monkeypatch):
     for a, b in zip(local.results, remote.results):
         assert a["seed"] == b["seed"] and a["norm"] == b["norm"] and torch.equal(a["x"], b["x"])
     assert json.dumps([r["seed"] for r in remote.results]) == "[0, 1, 2, 3]"
+
+
+def test_uncached_jobs_always_run_and_store_nothing(cache):
+    log = cache / "calls.log"
+    grid = [Job(counted, {"index": i, "log": str(log), "flag": str(cache / "no-flag")}) for i in range(2)]
+    first, second = jobs.run(grid, progress=False, cache=False), jobs.run(grid, progress=False, cache=False)
+    assert first.ran == second.ran == 2 and len(log.read_text().split()) == 4
+    assert [r["index"] for r in second.results] == [0, 1]
+    assert not (cache / "data" / "jobs").exists()

@@ -1,6 +1,6 @@
 """Execute the book's notebooks with papermill, then build the HTML with Jupyter Book.
 
-    python -m salbook.book run   [--profile P] [--out DIR] [--only PATTERN]
+    python -m salbook.book run   [--profile P] [--out DIR] [--only PATTERN] [--executor local|ray]
     python -m salbook.book build [--root DIR]
 
 ``run`` executes every notebook the table of contents lists, in its order: the jupytext source
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import config
+from . import config, jobs
 from .storage import atomic_path
 
 EXECUTED = Path("book/notebooks")  # where the table of contents expects executed notebooks
@@ -46,31 +46,50 @@ def toc_notebooks(root: Path = config.PROJECT_ROOT) -> list[str]:
     return found
 
 
+SUMMARIES = ("scorecard",)  # notebooks that read the others' run records: executed after them
+
+
 def run(profile: str | None = None, out: Path | None = None, only: str | None = None,
-        root: Path = config.PROJECT_ROOT) -> dict[str, float]:
-    """Execute the notebooks under ``profile``; return seconds per notebook. Stops at the first failure."""
+        root: Path = config.PROJECT_ROOT, executor: str | None = None) -> dict[str, float]:
+    """Execute the notebooks under ``profile``; return seconds per notebook.
+
+    Each notebook is one job of :mod:`salbook.jobs` (never cached: a run always re-executes). With
+    the ``local`` executor they run one after another here; with ``ray`` the chapters run in
+    parallel, one GPU each under the ``full`` profile, and the summaries after them. A failing
+    notebook is reported with its name once the others have finished.
+    """
+    profile = config.resolve_profile(profile)
+    out = Path(out) if out else root / EXECUTED
+    names = [n for n in toc_notebooks(root) if not only or fnmatch.fnmatch(n, only)]
+    for name in names:
+        if not (root / "notebooks" / f"{name}.md").exists():
+            raise FileNotFoundError(f"_toc.yml lists {EXECUTED / name} but its source notebooks/{name}.md is missing")
+    resources = {"num_cpus": 1, "num_gpus": 1} if profile == "full" else {"num_cpus": 1}
+    from salbook.book import execute  # by its importable name, also under ``python -m salbook.book``
+
+    seconds = {}
+    for stage in ([n for n in names if n not in SUMMARIES], [n for n in names if n in SUMMARIES]):
+        grid = [jobs.Job(execute, {"name": n, "profile": profile, "out": str(out), "root": str(root)}, resources)
+                for n in stage]
+        done = jobs.run(grid, executor, progress=False, cache=False)
+        seconds.update({n: r for n, r in zip(stage, done.results) if r is not None})
+        done.raise_failures()
+    return seconds
+
+
+def execute(name: str, profile: str, out: str, root: str) -> float:
+    """Execute ``notebooks/<name>.md`` with papermill into ``<out>/<name>.ipynb`` (atomically); return seconds."""
     import jupytext
     import papermill
 
-    profile = config.resolve_profile(profile)
-    out = Path(out) if out else root / EXECUTED
-    seconds = {}
-    for name in toc_notebooks(root):
-        if only and not fnmatch.fnmatch(name, only):
-            continue
-        source = root / "notebooks" / f"{name}.md"
-        if not source.exists():
-            raise FileNotFoundError(f"_toc.yml lists {EXECUTED / name} but its source {source} is missing")
-        print(f"[{profile}] executing {source.relative_to(root)}", flush=True)
-        start = time.perf_counter()
-        target = out / f"{name}.ipynb"
-        with atomic_path(target) as tmp:
-            papermill.execute_notebook(
-                jupytext.read(source), str(tmp), parameters={"profile": profile},
-                kernel_name="python3", cwd=str(source.parent), progress_bar=False,
-            )
-        seconds[name] = round(time.perf_counter() - start, 1)
-        print(f"[{profile}] {name}: {seconds[name]} s", flush=True)
+    source = Path(root) / "notebooks" / f"{name}.md"
+    print(f"[{profile}] executing notebooks/{name}.md", flush=True)
+    start = time.perf_counter()
+    with atomic_path(Path(out) / f"{name}.ipynb") as tmp:
+        papermill.execute_notebook(jupytext.read(source), str(tmp), parameters={"profile": profile},
+                                   kernel_name="python3", cwd=str(source.parent), progress_bar=False)
+    seconds = round(time.perf_counter() - start, 1)
+    print(f"[{profile}] {name}: {seconds} s", flush=True)
     return seconds
 
 
@@ -94,10 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--profile", default=None, help="smoke, cpu or full (default: $PROFILE, else full with CUDA, else cpu)")
     p_run.add_argument("--out", type=Path, default=None, help=f"folder for executed notebooks (default {EXECUTED})")
     p_run.add_argument("--only", default=None, help="glob over notebook paths, e.g. 'mpe/*'")
+    p_run.add_argument("--executor", default=None, choices=jobs.EXECUTORS,
+                       help="local (default) or ray (default when RAY_ADDRESS is set): chapters in parallel")
     sub.add_parser("build", help="build the HTML book from the executed notebooks")
     args = parser.parse_args(argv)
     if args.command == "run":
-        seconds = run(args.profile, args.out, args.only)
+        seconds = run(args.profile, args.out, args.only, executor=args.executor)
         print(f"executed {len(seconds)} notebooks in {sum(seconds.values()):.0f} s")
     else:
         print(f"Book: {build()}")

@@ -108,14 +108,19 @@ def resolve_executor(executor: str | None = None) -> str:
     return executor
 
 
-def run(jobs: list[Job], executor: str | None = None, progress: bool = True, desc: str = "jobs") -> GridResult:
-    """Run the jobs whose results are not cached, cache each result as it arrives, return all of them."""
+def run(jobs: list[Job], executor: str | None = None, progress: bool = True, desc: str = "jobs",
+        cache: bool = True) -> GridResult:
+    """Run the jobs whose results are not cached, cache each result as it arrives, return all of them.
+
+    ``cache=False`` runs every job and stores nothing (for jobs whose effect is a file, such as
+    executing a notebook).
+    """
     executor = resolve_executor(executor)
     results: list[Any] = [None] * len(jobs)
     todo = []
     for i, job in enumerate(jobs):
         path = job.cache_path()
-        if path.exists():
+        if cache and path.exists():
             results[i] = torch.load(path, weights_only=True)
         else:
             todo.append(i)
@@ -123,9 +128,11 @@ def run(jobs: list[Job], executor: str | None = None, progress: bool = True, des
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{desc} ({executor})", disable=not progress) as bar:
         stream = _run_local(jobs, todo) if executor == "local" else _run_ray(jobs, todo)
         for i, ok, value in stream:
-            if ok:
+            if ok and cache:
                 _store(jobs[i].cache_path(), value)
                 results[i] = torch.load(jobs[i].cache_path(), weights_only=True)
+            elif ok:
+                results[i] = value
             else:
                 failures.append(Failure(jobs[i], value))
             bar.update()

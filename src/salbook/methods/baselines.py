@@ -143,6 +143,35 @@ class Occlusion(Baseline):
             baselines=self.baseline, target=targets, perturbations_per_eval=64)
 
 
+def last_conv(model: torch.nn.Module) -> torch.nn.Module:
+    """The last convolution of ``model``: Grad-CAM's default layer."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise ValueError("Grad-CAM needs a convolutional layer; this model has none")
+    return convs[-1]
+
+
+class GradCAM(Baseline):
+    """Grad-CAM (Selvaraju et al. 2017) at the last convolution, ReLU of the weighted activations,
+    upsampled bilinearly to the input and repeated over its channels (so the map is shaped like it)."""
+
+    def __init__(self, model, layer: torch.nn.Module | None = None):
+        super().__init__(model)
+        self.layer = layer or last_conv(model)
+
+    def _attribute(self, inputs, targets):
+        cam = captum.LayerGradCam(self.model, self.layer).attribute(inputs, target=targets, relu_attributions=True)
+        cam = captum.LayerAttribution.interpolate(cam, tuple(inputs.shape[2:]), "bilinear")
+        return cam.expand_as(inputs).clone()
+
+
+class GuidedGradCAM(GradCAM):
+    """Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map (Captum's ``GuidedGradCam``)."""
+
+    def _attribute(self, inputs, targets):
+        return captum.GuidedGradCam(self.model, self.layer).attribute(inputs, target=targets, interpolate_mode="bilinear")
+
+
 class _ReshapeRule(lrp_rules.IdentityRule):
     """Identity rule for a layer that only reshapes (``Flatten``): relevance keeps its values."""
 
@@ -165,6 +194,8 @@ METHODS = {
     "deeplift": DeepLift,
     "lrp": LRP,
     "occlusion": Occlusion,
+    "gradcam": GradCAM,
+    "guided_gradcam": GuidedGradCAM,
 }
 NAMES = tuple(METHODS)
 
