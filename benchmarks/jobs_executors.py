@@ -5,7 +5,7 @@ each computes every job; the ray run includes starting and stopping a local Ray 
 wall times and their ratio local / ray (> 1: Ray is faster). Writes
 benchmarks/results/jobs_executors.json.
 
-    python benchmarks/jobs_executors.py [--jobs 16] [--size 1024] [--rounds 200]
+    python benchmarks/jobs_executors.py [--jobs 16] [--size 512] [--rounds 40]
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from salbook.storage import write_json
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
-    parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=40)
     args = parser.parse_args()
     import ray
 

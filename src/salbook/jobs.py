@@ -196,10 +196,11 @@ def _plain(obj: Any) -> Any:
 
 
 def reference_workload(seed: int, size: int = 256, rounds: int = 20) -> dict:
-    """A small deterministic CPU job (matrix products) for the tests and the executor benchmark."""
+    """A small deterministic CPU job (``rounds`` products of two size × size matrices) for the tests
+    and the executor benchmark."""
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(size, size, generator=gen) / size ** 0.5
-    x = torch.randn(size, generator=gen)
+    x = torch.randn(size, size, generator=gen)
     for _ in range(rounds):
         x = torch.tanh(a @ x)
-    return {"seed": seed, "norm": x.norm().item(), "x": x[:4]}
+    return {"seed": seed, "norm": x.norm().item(), "x": x[0, :4]}

@@ -45,6 +45,7 @@ class Recipe:
     seed: int = 0  # seeds the weights, the data order, dropout and the validation split
     nesterov: bool = True
     schedule: str = "cosine"  # or "constant"
+    permute_labels: bool = False  # train on a seeded permutation of the labels (a sanity-check model)
     notes: str = ""
     paper: dict = field(default_factory=dict)  # the paper's reported numbers, for comparison only
 
@@ -105,6 +106,17 @@ RECIPES = {
             notes="ROAR thesis §5.1.1: SGD (lr 1e-3, momentum 0.9, constant), batch 64, 10 epochs, the whole "
             "60,000-image training set.",
             paper={"test_acc": 0.974, "test_acc_sd_over_5_seeds": 0.004},
+        ),
+        Recipe(
+            name="mnist-cnn2-permuted",
+            dataset="mnist",
+            architecture="mnist_cnn2",
+            epochs={"smoke": 2, "cpu": 60, "full": 100},
+            train_size={"smoke": 500, "cpu": 5000, "full": None},
+            permute_labels=True,
+            notes="Adebayo et al.'s data-randomisation test: mnist-cnn2 trained on permuted training labels until "
+            "it memorises them (their criterion: > 95 % training accuracy). The cpu profile memorises a "
+            "5,000-image subset.",
         ),
         Recipe(
             name="cifar-vgg16bn",
@@ -187,7 +199,10 @@ def train(r: Recipe, profile: str, device: torch.device) -> dict:
     idx_train, idx_val = split_indices(len(train_set), r.val_size, r.seed)
     idx_train = idx_train[: r.train_size[profile]]
     x = data.to_input(train_set.x[idx_train], device)
-    y = torch.from_numpy(train_set.y[idx_train]).to(device)
+    labels = train_set.y[idx_train]
+    if r.permute_labels:
+        labels = np.random.default_rng(r.seed).permutation(labels)
+    y = torch.from_numpy(labels).to(device)
 
     model = nets.build(r.architecture).to(device)
     for m in model.modules():
@@ -200,7 +215,7 @@ def train(r: Recipe, profile: str, device: torch.device) -> dict:
         "name": r.name,
         "profile": profile,
         "cache_key": cache_key(r, profile),
-        "train_acc": accuracy(model, train_set.x[idx_train], train_set.y[idx_train]),
+        "train_acc": accuracy(model, train_set.x[idx_train], labels),  # against the labels it was trained on
         "val_acc": accuracy(model, train_set.x[idx_val], train_set.y[idx_val]) if len(idx_val) else None,
         "test_acc": accuracy(model, test_set.x, test_set.y),
         "train_seconds": round(seconds, 2),
