@@ -5,7 +5,9 @@ resources one call needs. Every job has a content hash of the function's name, i
 the source of the module that defines it, and its result is cached under
 ``data/jobs/<function>/<hash>.pt`` (written atomically by the driver, loaded with
 ``torch.load(weights_only=True)``). So a killed grid resumes where it stopped, a finished job never
-runs twice, and editing the job's module invalidates its results.
+runs twice, and editing the job's module invalidates its results. Only that module's source enters
+the hash: a change elsewhere in the library that alters a job's result (a yardstick it calls, say)
+does not invalidate the cache by itself; delete ``data/jobs/<function>/`` after such a change.
 
 Results must be built from tensors, numbers, strings, lists, tuples and dicts (numpy arrays and
 scalars are converted to tensors and Python numbers).
@@ -128,14 +130,13 @@ def run(jobs: list[Job], executor: str | None = None, progress: bool = True, des
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{desc} ({executor})", disable=not progress) as bar:
         stream = _run_local(jobs, todo) if executor == "local" else _run_ray(jobs, todo)
         for i, ok, value in stream:
-            if ok and cache:
-                _store(jobs[i].cache_path(), value)
-                results[i] = torch.load(jobs[i].cache_path(), weights_only=True)
-            elif ok:
-                results[i] = value
-            else:
-                failures.append(Failure(jobs[i], value))
             bar.update()
+            if not ok:
+                failures.append(Failure(jobs[i], value))
+                continue
+            if cache:
+                _store(jobs[i].cache_path(), value)
+            results[i] = value
     return GridResult(jobs, results, failures, ran=len(todo))
 
 
