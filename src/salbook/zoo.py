@@ -108,6 +108,27 @@ RECIPES = {
             paper={"test_acc": 0.974, "test_acc_sd_over_5_seeds": 0.004},
         ),
         Recipe(
+            name="cifar-resnet8",
+            dataset="cifar10",
+            architecture="cifar_resnet8",
+            epochs={"smoke": 1, "cpu": 5, "full": 30},
+            train_size={"smoke": 1000, "cpu": 10000, "full": None},
+            val_size=0, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
+            notes="ROAR chapter, cpu profile: stands in for Hooker et al.'s ResNet-50 so that one retraining "
+            "takes about a minute on a laptop CPU: ResNet-8, a 10,000-image training subset, 5 epochs, SGD "
+            "(Nesterov, lr 0.1, cosine, weight decay 5e-4, batch 128), crop + flip.",
+        ),
+        Recipe(
+            name="cifar-resnet18",
+            dataset="cifar10",
+            architecture="cifar_resnet18",
+            epochs={"smoke": 1, "cpu": 10, "full": 15},
+            train_size={"smoke": 1000, "cpu": None, "full": None},
+            val_size=0, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4, augment=True,
+            notes="ROAR chapter, full profile: ResNet-18 on all 50,000 training images, 15 epochs, SGD (Nesterov, "
+            "lr 0.2, cosine, weight decay 5e-4, batch 256), crop + flip.",
+        ),
+        Recipe(
             name="mnist-cnn2-permuted",
             dataset="mnist",
             architecture="mnist_cnn2",
@@ -205,9 +226,7 @@ def train(r: Recipe, profile: str, device: torch.device) -> dict:
     y = torch.from_numpy(labels).to(device)
 
     model = nets.build(r.architecture).to(device)
-    for m in model.modules():
-        if isinstance(m, nets.SubtractMean):
-            m.mean.copy_(x.mean(0, keepdim=True))
+    init_preprocessing(model, x)
     seconds = fit(model, x, y, r, r.epochs[profile], desc=f"training {r.name} ({profile})")
 
     model.eval()
@@ -229,6 +248,14 @@ def train(r: Recipe, profile: str, device: torch.device) -> dict:
         torch.save(model.state_dict(), tmp)
     write_json(card_path, card)
     return card
+
+
+def init_preprocessing(model: nn.Module, x: torch.Tensor) -> None:
+    """Set data-dependent preprocessing (the mean image of :class:`~salbook.nets.SubtractMean`) from
+    the training inputs ``x``; a no-op for models with fixed normalisation."""
+    for m in model.modules():
+        if isinstance(m, nets.SubtractMean):
+            m.mean.copy_(x.mean(0, keepdim=True))
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, r: Recipe, epochs: int, transform=None,

@@ -2,11 +2,14 @@
 (method, fraction, ROAR or KAR, seed). Each function is one job of :mod:`salbook.jobs`.
 
 Maps explain the class the trained model *predicts* (Hooker et al.), for every training and test
-image; they are computed once per method and cached by the job layer.
+image; they are computed once per method and cached by the job layer. The training images are those
+the zoo recipe trains on under the profile (its seeded ``train_size`` subset, or the whole training
+set); ``test_size`` keeps the first test images only (``None``: all; smoke runs: 500).
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import torch
 from tqdm.auto import tqdm
@@ -20,10 +23,12 @@ RANDOM = "random"
 
 
 def attribution_maps(dataset: str, model: str, profile: str, method: str, split: str, options: dict | None = None,
-                     batch_size: int = 500) -> dict:
-    """Signed maps of ``method`` (a :mod:`~salbook.methods.baselines` name) for the predicted class."""
+                     test_size: int | None = None, batch_size: int = 500) -> dict:
+    """Signed maps of ``method`` (a :mod:`~salbook.methods.baselines` name) for the predicted class,
+    and the seconds they took."""
     net = zoo.get(model, profile).model
-    images = _split(dataset, profile, split)
+    start = time.perf_counter()
+    images = _split(dataset, model, profile, split, test_size)
     explainer = baselines.make(method, net, **(options or {}))
     device = next(net.parameters()).device
     maps = []
@@ -32,12 +37,12 @@ def attribution_maps(dataset: str, model: str, profile: str, method: str, split:
         with torch.no_grad():
             target = net(x).argmax(1)
         maps.append(explainer.attribute(x, target=target).float())
-    return {"maps": torch.cat(maps)}
+    return {"maps": torch.cat(maps), "seconds": time.perf_counter() - start}
 
 
 def retrain(dataset: str, model: str, profile: str, method: str, fraction: float, keep: bool, seed: int,
             options: dict | None = None, transform: str = "square", per: str = "channel",
-            random_mask: str = "fixed") -> dict:
+            random_mask: str = "fixed", test_size: int | None = None) -> dict:
     """One ROAR (``keep=False``) or KAR (``keep=True``) retraining; returns its test accuracy.
 
     ``method="random"`` ranks at random: ``random_mask="fixed"`` draws one ranking per image,
@@ -47,7 +52,7 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
         raise ValueError(f"unknown random_mask {random_mask!r}: choose 'fixed' or 'resampled'")
     recipe = dataclasses.replace(zoo.recipe(model), seed=seed)
     device = config.default_device()
-    splits = {s: _split(dataset, profile, s) for s in ("train", "test")}
+    splits = {s: _split(dataset, model, profile, s, test_size) for s in ("train", "test")}
     x = {s: data.to_input(d.x, device) for s, d in splits.items()}
     fill = x["train"].mean((0, 2, 3))
     transform_batch = None
@@ -59,12 +64,14 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
                 continue
         else:
             maps = cached(Job(attribution_maps, {"dataset": dataset, "model": model, "profile": profile,
-                                                 "method": method, "split": s, "options": options}))["maps"]
+                                                 "method": method, "split": s, "options": options,
+                                                 "test_size": test_size}))["maps"]
             scores = roar.ranking_scores(maps, transform, per)
         x[s] = roar.modify(x[s], scores.to(device), fraction, keep=keep, fill=fill, seed=seed)
     y = {s: torch.from_numpy(d.y).to(device) for s, d in splits.items()}
     torch.manual_seed(seed)
     net = nets.build(recipe.architecture).to(device)
+    zoo.init_preprocessing(net, x["train"])
     seconds = zoo.fit(net, x["train"], y["train"], recipe, recipe.epochs[profile], transform=transform_batch,
                       progress=False)
     with torch.no_grad():
@@ -72,12 +79,17 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
     return {"test_acc": test_acc, "seconds": seconds, "device": config.device_name(device)}
 
 
-def _split(dataset: str, profile: str, split: str) -> data.Split:
-    """The whole split; smoke runs use its first images only."""
+def _split(dataset: str, model: str, profile: str, split: str, test_size: int | None) -> data.Split:
+    """The images of ``split`` the grid uses (see the module docstring)."""
     d = data.load(dataset, split)
-    if profile != "smoke":
-        return d
-    n = {"train": 2000, "test": 500}[split]
+    if split == "train":
+        r = zoo.recipe(model)
+        n = r.train_size[profile]
+        if n is None:
+            return d
+        idx = zoo.split_indices(len(d.y), r.val_size, r.seed)[0][:n]
+        return data.Split(d.x[idx], d.y[idx], d.source)
+    n = test_size if test_size is not None else 500 if profile == "smoke" else None
     return data.Split(d.x[:n], d.y[:n], d.source)
 
 
