@@ -78,3 +78,20 @@ def test_box_violation_rate_knows_the_exact_box(margin_model):
     lp = LPPertMap(model, delta=1.0, lam=10.0, progress=False)
     lp.attribute(x)
     assert box_violation_rate(model, x, lp.lower * 0.99, lp.upper * 0.99, corners=True).item() == 0.0
+
+
+def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
+    from salbook.grids import pertmap as grid
+
+    run = lambda method, idx, **o: grid.method_maps("cifar-vgg16bn-quarter", "smoke", method, o, idx, [3] * len(idx))  # noqa: E731
+    whole = run("gradient", [0, 1, 2, 3])
+    halves = [run("gradient", [0, 1]), run("gradient", [2, 3])]
+    assert whole["maps"].shape == (4, 3, 32, 32) and whole["seconds"] > 0
+    torch.testing.assert_close(whole["maps"], torch.cat([h["maps"] for h in halves]))
+    lp = run("lp_pertmap", [0])
+    assert lp["upper"].shape == lp["lower"].shape == (1, 3, 32, 32) and len(lp["slack"]) == 1
+    torch.testing.assert_close(lp["maps"], -(lp["upper"] + lp["lower"]))
+    with pytest.raises(ValueError, match="one target per image"):
+        grid.method_maps("cifar-vgg16bn-quarter", "smoke", "gradient", None, [0, 1], [3])
+    with pytest.raises(ValueError, match="unknown attribution method"):
+        grid.explainer("pertmap", torch.nn.Linear(2, 2))

@@ -59,6 +59,6 @@ def test_a_smoke_retraining_is_deterministic_and_removing_everything_leaves_no_s
     clean, again = run(0.3), run(0.3)
     assert clean["test_acc"] == again["test_acc"]
     # every entry replaced by the mean: all test images are identical, so one class is predicted for all
-    labels = grid._split("mnist", "smoke", "test").y
+    labels = grid._split("mnist", "mnist-lenet", "smoke", "test", None).y
     assert run(1.0)["test_acc"] <= torch.bincount(torch.from_numpy(labels)).max().item() / len(labels) + 1e-9
     assert 0 <= run(0.5, random_mask="resampled")["test_acc"] <= 1
