@@ -13,6 +13,11 @@ env: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -e ".[dev]"
+	# Independent implementations the cross-check tests compare against, installed without their pins:
+	# quantus pins opencv-python (clashes with opencv-python-headless; its other needs, scikit-learn and
+	# cachetools, are in the dev extra); rai-toolbox needs torchmetrics only for code we do not use;
+	# torchattacks pins an old requests that it never imports.
+	$(PY) -m pip install --no-deps "quantus==0.6.0" "rai-toolbox==0.2.1" "torchattacks==3.5.1"
 	touch $@
 
 book: env

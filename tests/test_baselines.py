@@ -67,3 +67,69 @@ def test_gradcam_of_an_averaging_network_is_the_scaled_activation():
     assert torch.allclose(baselines.make("gradcam", model).attribute(x, 0), x / 16, atol=1e-6)
     with pytest.raises(ValueError, match="convolutional layer"):
         baselines.make("gradcam", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2)))
+
+
+def test_excitation_backprop_on_a_linear_model_is_the_share_of_positive_contributions(linear):
+    # one layer, inputs ≥ 0: MWP(x_i) = x_i w_ti⁺ / Σ_k x_k w_tk⁺ (Zhang et al. 2018, eq. 5)
+    x = torch.rand(2, 3, 2, 2)
+    target = torch.tensor([1, 2])
+    maps = baselines.make("excitation_backprop", linear).attribute(x, target)
+    contrib = x.flatten(1) * linear.fc.weight[target].detach().clamp(min=0)
+    assert maps.shape == x.shape
+    assert torch.allclose(maps.flatten(1), contrib / contrib.sum(1, keepdim=True), atol=1e-5)
+
+
+def test_excitation_backprop_matches_a_hand_computed_two_layer_relu_net():
+    torch.manual_seed(0)
+    w1, w2 = torch.randn(5, 6), torch.randn(3, 5)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(w1), model[3].weight.copy_(w2)
+        model[1].bias.fill_(0.3), model[3].bias.fill_(-0.2)  # biases take no part in the MWP
+    x = torch.rand(4, 1, 2, 3)
+    flat, t = x.flatten(1), 2
+    h = torch.relu(flat @ w1.T + 0.3)
+    p_hidden = h * w2[t].clamp(min=0)
+    p_hidden = p_hidden / p_hidden.sum(1, keepdim=True).clamp(min=1e-12)  # one parent: the target
+    share = flat[:, None, :] * w1.clamp(min=0)[None]  # (N, hidden j, input i): x_i w_ji⁺
+    share = share / share.sum(2, keepdim=True).clamp(min=1e-12)
+    want = (p_hidden[:, :, None] * share).sum(1).view_as(x)
+    got = baselines.make("excitation_backprop", model).attribute(x, t)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("architecture, shape", [("mnist_cnn2", (1, 28, 28)), ("cifar_vgg16_bn_quarter", (3, 32, 32))])
+def test_excitation_backprop_is_a_probability_map_on_zoo_networks(architecture, shape):
+    torch.manual_seed(0)
+    model = nets.build(architecture).eval()
+    for m in model.modules():  # trained-like scales: activations of order 1 in every layer (the default init
+        if isinstance(m, torch.nn.Conv2d):  # shrinks them until zennit's 1e-6 stabiliser eats part of the mass)
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        if isinstance(m, torch.nn.BatchNorm2d):  # zero shift: every active unit has a positive input
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+            m.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, t = torch.rand(3, *shape), torch.tensor([0, 3, 7])
+    method = baselines.make("excitation_backprop", model)
+    maps = method.attribute(x, t)
+    assert maps.shape == x.shape
+    assert (maps >= 0).all()  # probabilities
+    # every layer hands on all it receives (a layer can only keep or lose mass), so a total of 1 at the
+    # pixels means that no layer lost any
+    assert torch.allclose(maps.sum((1, 2, 3)), torch.ones(3, dtype=maps.dtype), atol=1e-3)
+    assert torch.equal(maps, method.attribute(x, t))  # deterministic
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
+    contrastive = baselines.make("excitation_backprop", model, contrastive=True).attribute(x, t)
+    assert torch.allclose(contrastive.sum((1, 2, 3)), torch.zeros(3, dtype=maps.dtype), atol=1e-3)  # 1 − 1
+    assert (contrastive < 0).any() and (contrastive > 0).any()
+
+
+def test_gradcam_reads_the_rectified_last_convolution():
+    vgg, resnet = nets.build("cifar_vgg16_bn_quarter"), nets.build("cifar_resnet8")
+    modules = list(vgg.modules())
+    layer = baselines.gradcam_layer(vgg)
+    assert isinstance(layer, torch.nn.ReLU)
+    assert modules.index(layer) > modules.index(baselines.last_conv(vgg))
+    assert baselines.gradcam_layer(resnet) is resnet[-4].out  # the last residual block's output
+    maps = baselines.make("gradcam", vgg.eval()).attribute(torch.rand(2, 3, 32, 32), target=0)
+    assert maps.shape == (2, 3, 32, 32) and (maps >= 0).all()

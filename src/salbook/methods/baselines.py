@@ -129,6 +129,85 @@ class LRP(Baseline):
         return captum.LRP(self.model).attribute(inputs, target=targets)
 
 
+class ExcitationBackprop(Baseline):
+    """Excitation backprop (Zhang et al. 2018): the marginal winning probability (MWP) of every input
+    pixel, through zennit's ``ExcitationBackprop`` composite.
+
+    A probabilistic winner-take-all signal starts as probability 1 on the target logit and is passed
+    down layer by layer: neuron *j* hands its probability to the inputs *i* in proportion to their
+    excitatory contribution ``a_i w_ij⁺`` (zennit's z⁺ rule; biases are left out, as in the paper, so
+    every layer conserves the total probability); max-pooling passes it to the winner (the gradient)
+    and ReLUs pass it unchanged. The map is therefore **non-negative and sums to 1** over the input's
+    pixels and channels, up to zennit's stabiliser (1e-6). Batch norms are merged into the
+    convolution before them (zennit's ``SequentialMergeBatchNorm``); the model's preprocessing layer
+    (``Normalize``, ``SubtractMean``) passes the probabilities through unchanged, like the LRP
+    baseline's. The first convolution sees normalised, signed pixels: zennit's z⁺ rule then counts
+    both excitatory products, ``x⁺ w⁺`` and ``x⁻ w⁻``.
+
+    ``contrastive=True`` gives Zhang et al.'s contrastive MWP: the MWP of the target minus that of its
+    *dual*, a unit whose weights in the last linear layer are the target's, negated. Both maps sum to
+    1, so the difference sums to 0; Zhang et al. show its positive part. (Where every active unit below
+    the last linear layer excites the target, the dual has no excitatory input, its MWP is empty and
+    the contrastive map is the MWP map itself, summing to 1.) Works on sequential networks;
+    residual additions written as ``+`` (this library's ResNets) receive the plain gradient, which
+    does not conserve the total.
+
+    Args:
+        model: the classifier (left unchanged: the method works on a copy).
+        contrastive: return the contrastive MWP (default ``False``).
+        stabilizer: zennit's denominator stabiliser (default ``1e-6``).
+
+    Example::
+
+        >>> import torch
+        >>> from salbook import nets
+        >>> from salbook.methods.baselines import make
+        >>> model = nets.build("mnist_cnn2").eval()
+        >>> m = make("excitation_backprop", model).attribute(torch.rand(2, 1, 28, 28), target=3)
+        >>> m.shape, bool((m >= 0).all())
+        (torch.Size([2, 1, 28, 28]), True)
+    """
+
+    def __init__(self, model, contrastive: bool = False, stabilizer: float = 1e-6):
+        from zennit.canonizers import SequentialMergeBatchNorm
+        from zennit.composites import ExcitationBackprop as Composite
+        from zennit.rules import Pass
+        from zennit.types import BatchNorm
+
+        from ..nets import Normalize, SubtractMean
+
+        super().__init__(copy.deepcopy(model).eval())  # canonizer and hooks act on a copy
+        self.contrastive = contrastive
+        self.composite = lambda: Composite(
+            stabilizer=stabilizer, zero_params=["bias"], canonizers=[SequentialMergeBatchNorm()],
+            layer_map=[((Normalize, SubtractMean), Pass()), (BatchNorm, Pass())])
+        self.dual = None
+        if contrastive:
+            self.dual = copy.deepcopy(self.model)
+            linears = [m for m in self.dual.modules() if isinstance(m, torch.nn.Linear)]
+            if not linears:
+                raise ValueError("contrastive excitation backprop needs a final nn.Linear layer")
+            with torch.no_grad():
+                linears[-1].weight.neg_()
+
+    def _mwp(self, model, inputs, targets):
+        from zennit.attribution import Gradient
+
+        onehot = torch.nn.functional.one_hot(targets, self._classes(model, inputs)).to(inputs.dtype)
+        with Gradient(model, self.composite()) as attributor:
+            _, relevance = attributor(inputs.clone().requires_grad_(True), onehot)
+        return relevance
+
+    @staticmethod
+    def _classes(model, inputs):
+        with torch.no_grad():
+            return model(inputs[:1]).shape[1]
+
+    def _attribute(self, inputs, targets):
+        mwp = self._mwp(self.model, inputs, targets)
+        return mwp - self._mwp(self.dual, inputs, targets) if self.contrastive else mwp
+
+
 class Occlusion(Baseline):
     """Occlusion (Zeiler & Fergus 2014): the drop of the target output when a window is replaced."""
 
@@ -144,20 +223,30 @@ class Occlusion(Baseline):
 
 
 def last_conv(model: torch.nn.Module) -> torch.nn.Module:
-    """The last convolution of ``model``: Grad-CAM's default layer."""
+    """The last convolution of ``model``."""
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
         raise ValueError("Grad-CAM needs a convolutional layer; this model has none")
     return convs[-1]
 
 
+def gradcam_layer(model: torch.nn.Module) -> torch.nn.Module:
+    """Grad-CAM's default layer: the first ReLU after the last convolution, i.e. the rectified feature
+    maps Aᵏ (the original code reads VGG16's ``relu5_3``; in this library's ResNets, the last block's
+    output). The raw convolution output can make Σ αₖAᵏ negative everywhere and the map empty."""
+    modules = list(model.modules())
+    after = modules[modules.index(last_conv(model)) + 1:]
+    return next((m for m in after if isinstance(m, torch.nn.ReLU)), last_conv(model))
+
+
 class GradCAM(Baseline):
-    """Grad-CAM (Selvaraju et al. 2017) at the last convolution, ReLU of the weighted activations,
-    upsampled bilinearly to the input and repeated over its channels (so the map is shaped like it)."""
+    """Grad-CAM (Selvaraju et al. 2017) at the rectified last convolutional layer (:func:`gradcam_layer`)
+    unless ``layer`` is given, ReLU of the weighted activations, upsampled bilinearly to the input and
+    repeated over its channels (so the map is shaped like it)."""
 
     def __init__(self, model, layer: torch.nn.Module | None = None):
         super().__init__(model)
-        self.layer = layer or last_conv(model)
+        self.layer = layer or gradcam_layer(model)
 
     def _attribute(self, inputs, targets):
         cam = captum.LayerGradCam(self.model, self.layer).attribute(inputs, target=targets, relu_attributions=True)
@@ -196,6 +285,7 @@ METHODS = {
     "occlusion": Occlusion,
     "gradcam": GradCAM,
     "guided_gradcam": GuidedGradCAM,
+    "excitation_backprop": ExcitationBackprop,
 }
 NAMES = tuple(METHODS)
 
