@@ -62,11 +62,16 @@ class Split:
 
 
 def load(name: str, split: str = "train", download: bool = True) -> Split:
-    """Return ``split`` ("train" or "test") of dataset ``name`` ("mnist" or "cifar10")."""
-    if name not in CLASSES:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(CLASSES)}")
+    """Return ``split`` ("train" or "test") of dataset ``name``: "mnist", "cifar10", or one of the
+    BAM-style sets of :data:`BAM_DATASETS` (digits pasted into scenes, see :func:`bam_mnist_on_cifar`)."""
+    if name not in CLASSES and name not in BAM_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join([*CLASSES, *BAM_DATASETS])}")
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: choose 'train' or 'test'")
+    if name in BAM_DATASETS:
+        bam = bam_mnist_on_cifar(split, download=download)
+        images, labels = BAM_DATASETS[name]
+        return Split(getattr(bam, images), getattr(bam, labels), bam.source)
     arrays = _cached(name)
     if arrays is None:
         arrays = _build_cache(name, download)
@@ -81,6 +86,104 @@ def mnist(split: str = "train") -> Split:
 def cifar10(split: str = "train") -> Split:
     """CIFAR-10 ``split`` as uint8 ``(N, 32, 32, 3)`` images and int64 labels."""
     return load("cifar10", split)
+
+
+# --- BAM-style semi-synthetic set: MNIST digits pasted into CIFAR-10 scenes ---------------------------
+
+#: Dataset names that ``load`` understands for the BAM chapter: (images, labels) of :class:`BamSet`.
+#: "bam-object" and "bam-scene" are the same images with the digit or the scene as label (BAM's
+#: ``obj`` and ``scene`` sets); "bam-scene-only" are the scenes without the digit (BAM's ``scene_only``).
+BAM_DATASETS = {
+    "bam-object": ("x", "obj"),
+    "bam-scene": ("x", "scene"),
+    "bam-scene-only": ("scene_only", "scene"),
+}
+
+
+@dataclass(frozen=True)
+class BamSet:
+    """Scenes with a pasted digit, the same scenes without it, both labels and the digit's pixels.
+
+    ``x`` and ``scene_only`` are uint8 ``(N, 32, 32, 3)``; ``obj`` (the digit, 0–9) and ``scene`` (the
+    CIFAR-10 class) are int64; ``mask`` is bool ``(N, 32, 32)``, true exactly where ``x`` differs from
+    ``scene_only``; ``index`` is the position of each scene in the CIFAR-10 split and ``digit`` that
+    of its digit in the MNIST split.
+    """
+
+    x: np.ndarray
+    scene_only: np.ndarray
+    obj: np.ndarray
+    scene: np.ndarray
+    mask: np.ndarray
+    index: np.ndarray
+    digit: np.ndarray
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.obj)
+
+
+def bam_mnist_on_cifar(split: str = "train", n: int | None = None, seed: int = 0, size: int = 20,
+                       colour: bool = True, download: bool = True) -> BamSet:
+    """BAM's relative-importance data set (Yang & Kim 2019), built from MNIST and CIFAR-10.
+
+    BAM pastes MSCOCO objects into MiniPlaces scenes so that every image has an object label and a
+    scene label, and every object class appears in every scene class. Here the object is an MNIST
+    digit and the scene a CIFAR-10 image of the same ``split`` (test digits only in test scenes):
+
+    * each CIFAR-10 scene gets one digit drawn uniformly from the MNIST split, so the digit is
+      independent of the scene class;
+    * the 28×28 digit is resized (bilinear, antialiased) to ``size``×``size`` (default 20: the
+      strokes then span about 14×14 pixels, the frame 39 % of the 32×32 scene; BAM's objects cover
+      1/3 to 1/2 of the scene);
+    * its strokes (resized intensity above one half) are painted in one fully saturated colour of
+      random hue (``colour=True``) or white, with the frame at a uniformly random position;
+    * ``mask`` is the set of pixels whose value changed (the strokes, less the rare stroke pixel whose
+      colour the scene already had), so "the object's pixels" and "what was pasted" are the same set.
+
+    All random choices are drawn for the whole split from ``seed`` before the first ``n`` scenes of a
+    seeded permutation are kept (``n=None``: every scene, in split order), so a scene always gets the
+    same digit at the same place whatever ``n`` is. Vectorised: the whole training split takes a
+    second or two, so nothing is cached.
+    """
+    if not 1 <= size <= 32:
+        raise ValueError(f"size must lie in 1..32, got {size}")
+    import torch
+    import torch.nn.functional as F
+
+    scenes, digits = load("cifar10", split, download), load("mnist", split, download)
+    total = len(scenes)
+    n = total if n is None else int(n)
+    if not 1 <= n <= total:
+        raise ValueError(f"n must lie in 1..{total}, got {n}")
+    rng = np.random.default_rng(seed)
+    digit = rng.integers(0, len(digits), total)
+    top, left = rng.integers(0, 32 - size + 1, (2, total))
+    hue = rng.random(total)
+    index = np.arange(total) if n == total else np.sort(rng.permutation(total)[:n])
+    digit, top, left, hue = digit[index], top[index], left[index], hue[index]
+
+    small = torch.from_numpy(digits.x[digit]).float()[:, None].div_(255)
+    small = F.interpolate(small, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    stroke = small[:, 0].numpy() > 0.5  # (n, size, size)
+    ink = _hue_to_rgb(hue) if colour else np.full((n, 3), 255, np.uint8)
+
+    scene_only = scenes.x[index]
+    x = scene_only.copy()
+    rows = (top[:, None] + np.arange(size))[:, :, None]
+    cols = (left[:, None] + np.arange(size))[:, None, :]
+    at = (np.arange(n)[:, None, None], rows, cols)
+    x[at] = np.where(stroke[..., None], ink[:, None, None, :], x[at])
+    mask = (x != scene_only).any(-1)
+    source = (f"BAM-style set (seed {seed}, {size}-pixel digits, {'coloured' if colour else 'white'}): "
+              f"digits from {digits.source}; scenes from {scenes.source}")
+    return BamSet(x, scene_only, digits.y[digit], scenes.y[index], mask, index, digit, source)
+
+
+def _hue_to_rgb(hue: np.ndarray) -> np.ndarray:
+    """Fully saturated, full-value colours of hue ``hue`` in [0, 1) as uint8 RGB ``(N, 3)`` (HSV → RGB)."""
+    k = (np.array([5, 3, 1])[None, :] + 6 * hue[:, None]) % 6
+    return np.round(255 * (1 - np.clip(np.minimum(k, 4 - k), 0, 1))).astype(np.uint8)
 
 
 # --- the cache -------------------------------------------------------------------------------------

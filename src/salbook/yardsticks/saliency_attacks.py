@@ -1,0 +1,204 @@
+"""Saliency attacks (Ghorbani, Abid & Zou, AAAI 2019) and the sensitivity metric, as the decoy-enhanced
+saliency paper uses them (Fig. 3).
+
+An attack looks for x̂ with ‖x̂ − x‖∞ ≤ ε (and x̂ in [0, 1]) that keeps the model's predicted label
+but changes the map. Maps are compared as Ghorbani et al. do: the pixel saliency p = Σ_c |E_c|,
+normalised to sum 1 (otherwise shrinking the whole map would count as an attack). Three objectives
+D, each to be increased:
+
+* ``"topk"``: D = −Σ_{i∈B} p(x̂)_i, B the k most salient pixels of x (the decoy paper: k = 5000 of a
+  224×224 image; by default the same share, about 10 %, of ours);
+* ``"targeted"``: D = Σ_{i∈A} p(x̂)_i, A the bottom-right corner square (the decoy paper: 4×4 of
+  224×224; by default the same share of our side, at least one pixel);
+* ``"mass_center"``: D = ‖C(x̂) − C(x)‖₂, C = Σ_i p_i·(row_i, col_i) the centre of mass of the map.
+
+The iteration is Ghorbani et al.'s (reference code ``amiratag/InterpretationFragility``): x̂ ← x̂ +
+α·sign(∇D), projected onto the ε-ball and [0, 1], for ``steps`` steps; every iterate is judged on
+the real model, and the result is the iterate with the largest D among those that keep the label
+(x itself if none does better). Reference defaults: 100 steps, α = 1/255, and ε = 8/255 as in
+their figures. For a ReLU network the map's gradient ∇_x E(x) is zero almost everywhere (the
+network is piecewise linear), so ∇D is taken through :func:`softplus_surrogate`, the same network
+with every ReLU replaced by Softplus(β); D itself is always measured on the real network. Their code
+uses Keras' plain softplus (β = 1); we default to β = 10, closer to the real network.
+
+:func:`sensitivity` is the metric the decoy paper reports (Alvarez-Melis & Jaakkola 2018):
+SS = ‖E(x) − E(x̂)‖₂ / ‖x − x̂‖₂, lower is better.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..checks import as_targets, check_inputs
+
+TOPK_SHARE = 5000 / 224 ** 2  # the decoy paper's top-k: k = 5000 pixels of 224 × 224
+CORNER_SHARE = 4 / 224  # its targeted attack: the bottom-right 4 × 4 pixels of 224 × 224
+
+
+def softplus_surrogate(model: nn.Module, beta: float = 10.0) -> nn.Module:
+    """A copy of ``model`` with every ``nn.ReLU`` module replaced by ``nn.Softplus(beta)``:
+    twice differentiable, and close to the model for large β (softplus − ReLU ≤ log 2 / β)."""
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    surrogate = copy.deepcopy(model)
+    for parent in list(surrogate.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ReLU):
+                setattr(parent, name, nn.Softplus(beta))
+    return surrogate
+
+
+# --- differentiable saliency maps (create_graph=True lets the attack differentiate them) -----------
+
+def gradient_saliency(model, x, target, create_graph=False):
+    """∂f_c/∂x (the ``gradient`` baseline)."""
+    x = x if x.requires_grad else x.detach().requires_grad_()
+    return _grad(model, x, x, target, create_graph)
+
+
+def integrated_gradients_saliency(model, x, target, create_graph=False, steps: int = 20):
+    """x ⊙ mean over the path αx (α at the midpoints of ``steps`` intervals) of ∂f_c/∂x: Integrated
+    Gradients from the black image."""
+    x = x if x.requires_grad else x.detach().requires_grad_()
+    alphas = ((torch.arange(steps, device=x.device) + 0.5) / steps).view(-1, 1, 1, 1, 1)
+    path = (alphas * x).flatten(0, 1)
+    grads = _grad(model, path, path, target.repeat(steps), create_graph)
+    return x * grads.view(steps, *x.shape).mean(0)
+
+
+def smoothgrad_saliency(model, x, target, create_graph=False, samples: int = 15, noise: float = 0.15, seed: int = 0):
+    """Mean of ∂f_c/∂x at x + N(0, noise²), with the same seeded noise at every call (so that the
+    attack differentiates one fixed function)."""
+    x = x if x.requires_grad else x.detach().requires_grad_()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    points = (x + noise * torch.randn((samples, *x.shape), generator=gen, device=x.device)).flatten(0, 1)
+    grads = _grad(model, points, points, target.repeat(samples), create_graph)
+    return grads.view(samples, *x.shape).mean(0)
+
+
+def _grad(model, points, wrt, target, create_graph):
+    score = model(points).gather(1, target[:, None]).sum()
+    return torch.autograd.grad(score, wrt, create_graph=create_graph)[0]
+
+
+SALIENCY = {
+    "gradient": gradient_saliency,
+    "integrated_gradients": integrated_gradients_saliency,
+    "smoothgrad": smoothgrad_saliency,
+}
+
+
+def pixel_saliency(maps: torch.Tensor) -> torch.Tensor:
+    """Ghorbani et al.'s map: Σ_c |E_c| normalised to sum 1 per image, ``(N, H, W)``."""
+    p = maps.abs().sum(1)
+    return p / p.sum((1, 2), keepdim=True).clamp(min=torch.finfo(p.dtype).tiny)
+
+
+# --- the attack ---------------------------------------------------------------------------------
+
+@dataclass
+class SaliencyAttack:
+    """``adversarial`` ``(N, C, H, W)``: the best label-keeping iterate (x where none beat it);
+    ``objective`` and ``start`` ``(N,)``: D there and at x; ``history`` ``(steps + 1, N)``: D at
+    every iterate, NaN where the label changed; ``label`` ``(N,)``: the predicted label kept."""
+
+    adversarial: torch.Tensor
+    objective: torch.Tensor
+    start: torch.Tensor
+    history: torch.Tensor
+    label: torch.Tensor
+
+
+def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", target=None, eps: float = 8 / 255,
+                    step_size: float = 1 / 255, steps: int = 100, saliency: str = "gradient", k: int | None = None,
+                    corner: int | None = None, beta: float = 10.0, progress: bool = True) -> SaliencyAttack:
+    """Ghorbani et al.'s attack ``kind`` (``"topk"``, ``"targeted"`` or ``"mass_center"``) on the map
+    ``saliency`` (a :data:`SALIENCY` name) of class ``target`` (default: the predicted label).
+
+    Args:
+        model: classifier in eval mode, returning logits for inputs in [0, 1].
+        inputs: ``(N, C, H, W)`` images in [0, 1].
+        eps: the L∞ budget (pixel units); step_size: α; steps: iterations.
+        k: top-k size (default: :data:`TOPK_SHARE` of the pixels).
+        corner: side of the targeted square (default: :data:`CORNER_SHARE` of the side, ≥ 1).
+        beta: the softplus surrogate's β.
+    """
+    check_inputs(inputs)
+    if kind not in OBJECTIVES:
+        raise ValueError(f"unknown attack {kind!r}: choose one of {', '.join(OBJECTIVES)}")
+    if saliency not in SALIENCY:
+        raise ValueError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCY)}")
+    if not eps > 0 or not step_size > 0 or steps < 1:
+        raise ValueError(f"eps and step_size must be > 0 and steps ≥ 1, got {eps}, {step_size}, {steps}")
+    explain = SALIENCY[saliency]
+    x = inputs.detach().to(next(model.parameters()).device)
+    with torch.no_grad():
+        label = model(x).argmax(1)
+    c = label if target is None else as_targets(target, len(x)).to(x.device)
+    p0 = pixel_saliency(explain(model, x, c)).detach()
+    objective = OBJECTIVES[kind](p0, k, corner)
+    surrogate = softplus_surrogate(model, beta)
+    start = objective(p0)
+    best, best_value, history, adv = x.clone(), start.clone(), [start], x.clone()
+    for _ in tqdm(range(steps), desc=f"{kind} attack", disable=not progress):
+        adv.requires_grad_(True)
+        (grad,) = torch.autograd.grad(objective(pixel_saliency(explain(surrogate, adv, c, True))).sum(), adv)
+        adv = torch.clamp(adv.detach() + step_size * grad.sign(), x - eps, x + eps).clamp(0, 1)
+        value = objective(pixel_saliency(explain(model, adv, c)).detach())
+        with torch.no_grad():
+            kept = model(adv).argmax(1) == label
+        better = kept & (value > best_value)
+        best[better], best_value[better] = adv[better], value[better]
+        history.append(torch.where(kept, value, math.nan))
+    return SaliencyAttack(best.cpu(), best_value.cpu(), start.cpu(), torch.stack(history).cpu(), label.cpu())
+
+
+def _topk(p0, k, corner):
+    n = p0[0].numel()
+    k = max(1, round(TOPK_SHARE * n)) if k is None else k
+    if not 1 <= k <= n:
+        raise ValueError(f"k must lie in 1..{n} (the pixels of a map), got {k}")
+    top = torch.zeros_like(p0).flatten(1).scatter_(1, p0.flatten(1).topk(k, 1).indices, 1.0).view_as(p0)
+    return lambda p: -(p * top).sum((1, 2))
+
+
+def _targeted(p0, k, corner):
+    h, w = p0.shape[1:]
+    side = max(1, round(CORNER_SHARE * min(h, w))) if corner is None else corner
+    if not 1 <= side <= min(h, w):
+        raise ValueError(f"corner must lie in 1..{min(h, w)}, got {side}")
+    region = torch.zeros_like(p0[0])
+    region[h - side:, w - side:] = 1
+    return lambda p: (p * region).sum((1, 2))
+
+
+def _mass_center(p0, k, corner):
+    c0 = _centre(p0)
+    return lambda p: (_centre(p) - c0).norm(dim=1)
+
+
+def _centre(p: torch.Tensor) -> torch.Tensor:
+    """Centre of mass (row, column) of maps ``(N, H, W)`` that sum to 1."""
+    rows, cols = (torch.arange(s, dtype=p.dtype, device=p.device) for s in p.shape[1:])
+    return torch.stack([(p.sum(2) * rows).sum(1), (p.sum(1) * cols).sum(1)], 1)
+
+
+OBJECTIVES = {"topk": _topk, "targeted": _targeted, "mass_center": _mass_center}
+
+
+# --- the metric -----------------------------------------------------------------------------------
+
+def sensitivity(maps: torch.Tensor, maps_adversarial: torch.Tensor, inputs: torch.Tensor,
+                adversarial: torch.Tensor) -> torch.Tensor:
+    """SS = ‖E(x) − E(x̂)‖₂ / ‖x − x̂‖₂ per image, ``(N,)`` (NaN where x̂ = x). Give it the maps the
+    evaluation uses (the decoy paper: post-processed, ``decoys.postprocess``)."""
+    if maps.shape != maps_adversarial.shape or inputs.shape != adversarial.shape or len(maps) != len(inputs):
+        raise ValueError("maps must match each other, images must match each other, with one map per image")
+    num = (maps - maps_adversarial).flatten(1).double().norm(dim=1)
+    den = (inputs - adversarial).flatten(1).double().norm(dim=1)
+    return torch.where(den > 0, num / den, math.nan)

@@ -1,0 +1,144 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from salbook.methods import baselines
+from salbook.yardsticks.fidelity import saliency_fidelity
+from salbook.yardsticks.saliency_attacks import (gradient_saliency, integrated_gradients_saliency, pixel_saliency,
+                                                 saliency_attack, sensitivity, softplus_surrogate)
+
+
+@pytest.fixture
+def relu_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(8 * 64, 3)).eval()
+
+
+@pytest.fixture
+def images():
+    return torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+# --- the softplus surrogate ---------------------------------------------------------------------
+
+def test_surrogate_replaces_every_relu_and_approximates_the_model(relu_net, images):
+    surrogate = softplus_surrogate(relu_net, beta=50.0)
+    kinds = [type(m) for m in surrogate.modules()]
+    assert nn.ReLU not in kinds and kinds.count(nn.Softplus) == 2
+    assert sum(isinstance(m, nn.ReLU) for m in relu_net.modules()) == 2  # the original is left alone
+    with torch.no_grad():
+        assert torch.allclose(surrogate(images), relu_net(images), atol=0.05)
+
+
+def test_relu_maps_have_no_second_derivative_but_the_surrogate_has(relu_net, images):
+    """Why the attack needs the surrogate: ∇_x of a ReLU network's gradient map is exactly 0."""
+    c = torch.zeros(3, dtype=torch.long)
+    for model, zero in ((relu_net, True), (softplus_surrogate(relu_net), False)):
+        x = images.clone().requires_grad_()
+        (g,) = torch.autograd.grad(pixel_saliency(gradient_saliency(model, x, c, True))[:, 0, 0].sum(), x)
+        assert bool((g == 0).all()) is zero
+
+
+def test_differentiable_maps_match_the_baselines(relu_net, images):
+    c = torch.tensor([0, 1, 2])
+    captum = baselines.make("gradient", relu_net).attribute(images, target=c)
+    assert torch.allclose(gradient_saliency(relu_net, images, c), captum, atol=1e-6)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 3)).eval()
+    w = linear[1].weight.detach()[c].view_as(images)
+    assert torch.allclose(integrated_gradients_saliency(linear, images, c), images * w, atol=1e-5)  # exact for linear
+
+
+# --- the three attacks ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["topk", "targeted", "mass_center"])
+def test_attacks_keep_the_label_stay_in_budget_and_increase_their_objective(relu_net, images, kind):
+    eps = 8 / 255
+    result = saliency_attack(relu_net, images, kind=kind, eps=eps, step_size=1 / 255, steps=15, progress=False)
+    adv = result.adversarial
+    assert adv.shape == images.shape and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - images).abs().max() <= eps + 1e-6
+    with torch.no_grad():
+        assert torch.equal(relu_net(adv).argmax(1), result.label)
+    assert (result.objective > result.start).all()
+    assert result.history.shape == (16, 3)
+    assert torch.allclose(result.objective, torch.nan_to_num(result.history, nan=-math.inf).amax(0))
+
+
+def test_targeted_attack_moves_mass_into_the_corner(relu_net, images):
+    result = saliency_attack(relu_net, images, kind="targeted", corner=2, steps=15, progress=False)
+    c = result.label
+    before = pixel_saliency(gradient_saliency(relu_net, images, c))[:, 6:, 6:].sum((1, 2))
+    after = pixel_saliency(gradient_saliency(relu_net, result.adversarial, c))[:, 6:, 6:].sum((1, 2))
+    assert torch.allclose(before, result.start) and torch.allclose(after, result.objective, atol=1e-6)
+    assert (after > before).all()
+
+
+def test_sensitivity_known_answer():
+    maps = torch.zeros(2, 1, 2)
+    maps_adv = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])
+    x = torch.zeros(2, 1, 1, 2)
+    x_adv = torch.tensor([[0.0, 2.0], [0.0, 0.0]]).view(2, 1, 1, 2)
+    ss = sensitivity(maps, maps_adv, x, x_adv)
+    assert ss[0] == pytest.approx(2.5) and math.isnan(ss[1])  # ‖(3, 4)‖ / ‖(0, 2)‖; x̂ = x is undefined
+
+
+def test_attack_bad_inputs(relu_net, images):
+    with pytest.raises(ValueError, match="unknown attack"):
+        saliency_attack(relu_net, images, kind="random")
+    with pytest.raises(ValueError, match="unknown saliency"):
+        saliency_attack(relu_net, images, saliency="lrp")
+    with pytest.raises(ValueError, match="eps and step_size"):
+        saliency_attack(relu_net, images, eps=0)
+    with pytest.raises(ValueError, match="k must lie"):
+        saliency_attack(relu_net, images, k=65, steps=1)
+    with pytest.raises(ValueError, match="NaN"):
+        saliency_attack(relu_net, images * torch.nan)
+    with pytest.raises(ValueError, match="beta"):
+        softplus_surrogate(relu_net, beta=0)
+    with pytest.raises(ValueError, match="one map per image"):
+        sensitivity(torch.zeros(2, 4), torch.zeros(2, 4), images, images)
+
+
+# --- saliency fidelity ----------------------------------------------------------------------------
+
+@pytest.fixture
+def left_half_model(linear_model):
+    """Two classes on 1 × 2 × 2 images: z₀ = sum of the left column, z₁ = 0."""
+    return linear_model(torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])).eval()
+
+
+def test_fidelity_of_a_constant_map_is_zero(relu_net, images):
+    for value in (0.0, 0.3, 1.0):
+        assert (saliency_fidelity(relu_net, images, torch.full((3, 8, 8), value)) == 0).all()
+
+
+def test_fidelity_known_answers(left_half_model):
+    x = torch.ones(1, 1, 2, 2)
+    left = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    # E∘x keeps the left column (z₀ = 2); Ē∘x = 0.5·x (z₀ = 1): SF = log σ(1) − log σ(2) < 0
+    sf = saliency_fidelity(left_half_model, x, left, target=0)
+    log_sigmoid = torch.nn.functional.logsigmoid
+    assert sf.item() == pytest.approx((log_sigmoid(torch.tensor(1.0)) - log_sigmoid(torch.tensor(2.0))).item())
+    assert saliency_fidelity(left_half_model, x, 1 - left, target=0).item() > 0  # the wrong half scores worse
+    # centred: (E − Ē)∘x = ±0.5, z₀ = 1, so SF = −log σ(1)
+    centred = saliency_fidelity(left_half_model, x, left, target=0, reading="centred")
+    assert centred.item() == pytest.approx(-log_sigmoid(torch.tensor(1.0)).item())
+
+
+def test_fidelity_batches_and_channels_agree(relu_net, images):
+    maps = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2))
+    one = saliency_fidelity(relu_net, images, maps, batch_size=1)
+    assert torch.allclose(one, saliency_fidelity(relu_net, images, maps))
+    assert torch.allclose(one, saliency_fidelity(relu_net, images, maps[:, None].expand(3, 3, 8, 8)))
+
+
+def test_fidelity_bad_inputs(relu_net, images):
+    with pytest.raises(ValueError, match="post-process"):
+        saliency_fidelity(relu_net, images, torch.full((3, 8, 8), 2.0))
+    with pytest.raises(ValueError, match="unknown reading"):
+        saliency_fidelity(relu_net, images, torch.zeros(3, 8, 8), reading="log")
+    with pytest.raises(ValueError, match="matching inputs"):
+        saliency_fidelity(relu_net, images, torch.zeros(3, 7, 8))
