@@ -1,0 +1,199 @@
+"""The decoy-enhanced saliency grids: each function is one job of :mod:`salbook.jobs` for a batch of
+CIFAR-10 test images, so the chapters split their images into batches and run them here or on a Ray
+cluster, and a killed run resumes with the batches not yet done.
+
+* :func:`decoy_study` — decoys under one setting (ℓ, ε, patch, stride): how far they move, how close
+  their layer-ℓ representation stays, and the decoy-range gradient map (the sensitivity study).
+* :func:`fidelity_maps` — for several base methods, the post-processed base map, decoy range, decoy
+  mean and constant-perturbation range, and their saliency fidelity (Fig. 1B). The decoys of an image
+  are generated once and shared by all base methods.
+* :func:`attack_sensitivity` — one of Ghorbani et al.'s attacks on a base method, then the
+  sensitivity of the base and the decoy-enhanced map (Fig. 3), with the box of Proposition 1.
+* :func:`max_sensitivity` — Quantus' MaxSensitivity of the base and the decoy-enhanced map.
+* :func:`randomisation` — the cascading-randomisation sanity check of the base and the decoy-enhanced map.
+
+``decoy`` arguments are :class:`~salbook.methods.decoys.DecoyEnhanced` keyword arguments (``layer``,
+``eps``, ``patch``, ``stride``, ``steps``, ...); ``options`` those of the base method. Every map is
+post-processed (:func:`~salbook.methods.decoys.postprocess`) before it is compared or scored, and
+every map explains the class given in ``targets`` (the chapters pass the predicted class).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from .. import data, zoo
+from ..methods import baselines
+from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, postprocess
+from ..yardsticks import sanity
+from ..yardsticks.fidelity import READINGS, saliency_fidelity
+from ..yardsticks.saliency_attacks import saliency_attack, sensitivity
+
+
+def _setup(model: str, profile: str, indices: list[int], targets: list[int] | None = None):
+    if targets is not None and len(indices) != len(targets):
+        raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
+    net = zoo.get(model, profile).model
+    device = next(net.parameters()).device
+    x = data.to_input(data.cifar10("test").x[list(indices)], device)
+    if targets is None:
+        with torch.no_grad():
+            targets = net(x).argmax(1).tolist()
+    return net, x, torch.as_tensor(targets)
+
+
+def _enhanced(net, base: str, options: dict | None, decoy: dict, seed: int, **extra) -> DecoyEnhanced:
+    return DecoyEnhanced(net, base=base, base_options=options, seed=seed, progress=False, **{**decoy, **extra})
+
+
+def _aggregate(method: DecoyEnhanced, decoys: torch.Tensor, targets: torch.Tensor, *aggregates) -> list[torch.Tensor]:
+    """Each of ``aggregates`` over the decoys ``(N, D, C, H, W)`` of each image of the base maps of
+    ``method`` (the maps are computed once per image)."""
+    per_image = [method.decoy_maps(d, int(t))[None] for d, t in zip(decoys, targets)]
+    return [torch.cat([aggregate(m) for m in per_image]) for aggregate in aggregates]
+
+
+def decoy_study(model: str, profile: str, indices: list[int], decoy: dict, seed: int = 0) -> dict:
+    """Decoys of the images under one setting: violation rate, ‖F_ℓ(x̃) − F_ℓ(x)‖∞ / ε per decoy,
+    mean |x̃ − x| inside the patch, the decoy-range gradient map (post-processed) and seconds."""
+    net, x, targets = _setup(model, profile, indices)
+    method = _enhanced(net, "gradient", None, decoy, seed)
+    start = time.perf_counter()
+    found = method.make_decoys(x)
+    seconds = time.perf_counter() - start
+    inside = found.masks[None].expand_as(found.decoys[:, :, :1]).expand_as(found.decoys)
+    move = (found.decoys - x.cpu()[:, None]).abs()[inside].view(len(x), found.decoys.shape[1], -1).mean(2)
+    (z,) = _aggregate(method, found.decoys, targets, decoy_range)
+    return {"violation_rate": found.violation_rate, "distance_over_eps": found.distance / decoy["eps"],
+            "move": move, "decoys_per_image": int(found.decoys.shape[1]), "map": postprocess(z),
+            "seconds": seconds}
+
+
+def fidelity_maps(model: str, profile: str, indices: list[int], targets: list[int], bases: dict, decoy: dict,
+                  seed: int = 0) -> dict:
+    """Post-processed maps and saliency fidelity per base method × {base, range, mean, constant}.
+
+    ``bases`` maps a label to ``(base method name, options)``. Returns ``maps[label][variant]``
+    ``(N, H, W)``, ``fidelity[reading][label][variant]`` ``(N,)`` for both readings, the violation
+    rates of the optimised and the constant decoys, and seconds (decoys; maps per label).
+    """
+    net, x, t = _setup(model, profile, indices, targets)
+    device = x.device
+    start = time.perf_counter()
+    first = next(iter(bases.values()))
+    optimised = _enhanced(net, first[0], first[1], decoy, seed).make_decoys(x)
+    constant = constant_decoys(net, x, decoy.get("layer"), decoy["eps"], decoy.get("patch", 3), decoy.get("stride"))
+    seconds = {"decoys": time.perf_counter() - start}
+    maps = {}
+    for label, (base, options) in bases.items():
+        start = time.perf_counter()
+        method = _enhanced(net, base, options, decoy, seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            plain = baselines.make(base, net, **(options or {})).attribute(x, target=t.to(device))
+        z_range, z_mean = _aggregate(method, optimised.decoys, t, decoy_range, decoy_mean)
+        (z_constant,) = _aggregate(method, constant.decoys, t, decoy_range)
+        maps[label] = {"base": postprocess(plain), "range": postprocess(z_range), "mean": postprocess(z_mean),
+                       "constant": postprocess(z_constant)}
+        seconds[label] = time.perf_counter() - start
+    fidelity = {reading: {label: {variant: saliency_fidelity(net, x, m, target=t, reading=reading)
+                                  for variant, m in per.items()} for label, per in maps.items()}
+                for reading in READINGS}
+    return {"maps": maps, "fidelity": fidelity, "violation_rate": {"optimised": optimised.violation_rate,
+                                                                   "constant": constant.violation_rate},
+            "seconds": seconds}
+
+
+def attack_sensitivity(model: str, profile: str, indices: list[int], kind: str, base: str, options: dict | None,
+                       attack: dict, decoy: dict, c2: float | None, seed: int = 0) -> dict:
+    """Ghorbani et al.'s attack ``kind`` on the map of ``base``, then SS = ‖E(x) − E(x̂)‖ / ‖x − x̂‖ of
+    the post-processed base map and decoy-range map, per image (NaN where the attack found nothing).
+
+    ``attack``: :func:`~salbook.yardsticks.saliency_attacks.saliency_attack` options (``eps``,
+    ``step_size``, ``steps``). ``c2``: C₂ of Proposition 1; the decoys of x and of x̂ are then kept in
+    the box |x̃ − x| ≤ C₂·δ with δ = |E(x̂) − E(x)| (post-processed base maps, the same for every
+    colour channel); ``None``: no box.
+    """
+    net, x, _ = _setup(model, profile, indices)
+    start = time.perf_counter()
+    found = saliency_attack(net, x, kind, saliency=base, progress=False, **attack)
+    attack_seconds = time.perf_counter() - start
+    adv, label = found.adversarial.to(x.device), found.label
+    explainer = baselines.make(base, net, **(options or {}))
+
+    def plain(inputs):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return postprocess(explainer.attribute(inputs, target=label.to(x.device)))
+
+    e_x, e_adv = plain(x), plain(adv)
+    box = None if c2 is None else (c2 * (e_adv - e_x).abs())[:, None].to(x.device)
+    method = _enhanced(net, base, options, decoy, seed, box=box)
+    start = time.perf_counter()
+    z_x, z_adv = (postprocess(method.attribute(inputs, target=label)) for inputs in (x, adv))
+    violations = method.decoy_set.violation_rate  # of the decoys of x̂ (those of x: same solver, same box)
+    return {"base": sensitivity(e_x, e_adv, x.cpu(), adv.cpu()), "decoy": sensitivity(z_x, z_adv, x.cpu(), adv.cpu()),
+            "maps": {"base": e_x, "base_adversarial": e_adv, "decoy": z_x, "decoy_adversarial": z_adv},
+            "adversarial": found.adversarial, "label": label,
+            "moved": (found.adversarial != x.cpu()).flatten(1).any(1), "objective_gain": found.objective - found.start,
+            "violation_rate": violations, "seconds": {"attack": attack_seconds, "decoy": time.perf_counter() - start}}
+
+
+def max_sensitivity(model: str, profile: str, indices: list[int], targets: list[int], base: str,
+                    options: dict | None, decoy: dict, nr_samples: int, radius: float, seed: int = 0) -> dict:
+    """Quantus' MaxSensitivity (Yeh et al. 2019): max over ``nr_samples`` uniform perturbations in
+    [−radius, radius] of ‖E(x) − E(x')‖ / ‖E(x)‖ (Frobenius norms), for the post-processed base and
+    decoy-range maps. The perturbed images are clipped to [0, 1] before they are explained (Quantus
+    does not clip; our methods require images)."""
+    import quantus
+
+    net, x, t = _setup(model, profile, indices, targets)
+    device = x.device
+    methods = {"base": lambda: baselines.make(base, net, **(options or {})),
+               "decoy": lambda: _enhanced(net, base, options, decoy, seed)}
+    out = {}
+    for name, make in methods.items():
+        method = make()
+
+        def explain(model, inputs, targets, **kwargs):
+            inputs = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device).clamp(0, 1)
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                maps = method.attribute(inputs, target=torch.as_tensor(np.asarray(targets)).to(device))
+            return postprocess(maps)[:, None].numpy()
+
+        np.random.seed(seed)  # Quantus draws its noise from NumPy's global generator
+        metric = quantus.MaxSensitivity(nr_samples=nr_samples, lower_bound=radius, disable_warnings=True,
+                                        display_progressbar=False)
+        start = time.perf_counter()
+        scores = metric(model=net, x_batch=x.cpu().numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain,
+                        device=str(device), batch_size=len(x))
+        out[name] = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+        out[f"{name}_seconds"] = time.perf_counter() - start
+    return out
+
+
+def randomisation(model: str, profile: str, indices: list[int], targets: list[int], base: str, options: dict | None,
+                  decoy: dict, seed: int = 0) -> dict:
+    """Cascading randomisation (Adebayo et al. 2018) of the post-processed base and decoy-range maps:
+    per stage, the layer down to which weights are random and the similarities to the trained model's maps."""
+    net, x, t = _setup(model, profile, indices, targets)
+    device = x.device
+
+    def base_maps(m, inputs, targets):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return postprocess(baselines.make(base, m, **(options or {})).attribute(inputs, target=targets))
+
+    def decoy_maps(m, inputs, targets):
+        return postprocess(_enhanced(m, base, options, decoy, seed).attribute(inputs, target=targets))
+
+    out = {}
+    for name, explain in (("base", base_maps), ("decoy", decoy_maps)):
+        start = time.perf_counter()
+        rows = sanity.cascading_randomisation(net, x, t.to(device), explain, seed=seed)
+        out[name] = [{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()} for row in rows]
+        out[f"{name}_seconds"] = time.perf_counter() - start
+    return out
