@@ -62,3 +62,12 @@ def test_a_smoke_retraining_is_deterministic_and_removing_everything_leaves_no_s
     labels = grid._split("mnist", "mnist-lenet", "smoke", "test", None).y
     assert run(1.0)["test_acc"] <= torch.bincount(torch.from_numpy(labels)).max().item() / len(labels) + 1e-9
     assert 0 <= run(0.5, random_mask="resampled")["test_acc"] <= 1
+
+
+def test_attribution_maps_report_their_own_duration():
+    import time
+
+    t0 = time.perf_counter()
+    out = grid.attribution_maps("mnist", "mnist-lenet", "smoke", "gradient", "test", batch_size=200)
+    assert out["maps"].shape == (500, 1, 28, 28)
+    assert 0 < out["seconds"] <= time.perf_counter() - t0

@@ -27,7 +27,7 @@ def attribution_maps(dataset: str, model: str, profile: str, method: str, split:
     """Signed maps of ``method`` (a :mod:`~salbook.methods.baselines` name) for the predicted class,
     and the seconds they took."""
     net = zoo.get(model, profile).model
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     images = _split(dataset, model, profile, split, test_size)
     explainer = baselines.make(method, net, **(options or {}))
     device = next(net.parameters()).device
@@ -37,7 +37,7 @@ def attribution_maps(dataset: str, model: str, profile: str, method: str, split:
         with torch.no_grad():
             target = net(x).argmax(1)
         maps.append(explainer.attribute(x, target=target).float())
-    return {"maps": torch.cat(maps), "seconds": time.perf_counter() - start}
+    return {"maps": torch.cat(maps), "seconds": time.perf_counter() - t0}
 
 
 def retrain(dataset: str, model: str, profile: str, method: str, fraction: float, keep: bool, seed: int,
