@@ -33,3 +33,10 @@ def linear_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cnn():
+    """A seeded one-convolution classifier of 16×16 RGB images into 10 classes (attack tests)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).eval()

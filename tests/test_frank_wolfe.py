@@ -3,19 +3,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from salbook.methods.frank_wolfe import (NORMS, Q, FrankWolfe, frank_wolfe, lmo, pgd_l1, pgd_l2, project_l1, scale_eps,
                                          top_count)
 from salbook.yardsticks.robustness import robust_correct
 
 EPS = {"linf": 0.1, "l2": 1.0, "l1q": 8.0}
-
-
-@pytest.fixture
-def cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).eval()
 
 
 @pytest.fixture

@@ -4,15 +4,8 @@ rai-toolbox``) and torchattacks' ``PGDL2`` (``pip install --no-deps torchattacks
 ``requests~=2.25.1`` would downgrade requests, idna and urllib3)."""
 import pytest
 import torch
-from torch import nn
 
 from salbook.methods.frank_wolfe import frank_wolfe, pgd_l2, top_count
-
-
-@pytest.fixture
-def cnn():
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).eval()
 
 
 @pytest.fixture
