@@ -52,6 +52,20 @@ class Recipe:
     paper: dict = field(default_factory=dict)  # the paper's reported numbers, for comparison only
 
 
+# The robust-counterfactuals pair: one recipe, and the same recipe with an adversary.
+_RESNET8_NATURAL = Recipe(
+    name="cifar-resnet8-natural",
+    dataset="cifar10",
+    architecture="cifar_resnet8",
+    epochs={"smoke": 1, "cpu": 8, "full": 30},
+    train_size={"smoke": 1000, "cpu": 30000, "full": None},
+    val_size=0, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
+    notes="Robust-counterfactuals chapter: the normally trained counterpart of cifar-resnet8-l2robust (same "
+    "network, data, schedule and seed). cpu profile: ResNet-8, a 30,000-image training subset, 8 epochs, SGD "
+    "(Nesterov, lr 0.1, cosine, weight decay 5e-4, batch 128), crop + flip.",
+)
+
+
 RECIPES = {
     r.name: r
     for r in [
@@ -120,24 +134,10 @@ RECIPES = {
             "takes about a minute on a laptop CPU: ResNet-8, a 10,000-image training subset, 5 epochs, SGD "
             "(Nesterov, lr 0.1, cosine, weight decay 5e-4, batch 128), crop + flip.",
         ),
-        Recipe(
-            name="cifar-resnet8-natural",
-            dataset="cifar10",
-            architecture="cifar_resnet8",
-            epochs={"smoke": 1, "cpu": 8, "full": 30},
-            train_size={"smoke": 1000, "cpu": 30000, "full": None},
-            val_size=0, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
-            notes="Robust-counterfactuals chapter: the normally trained counterpart of cifar-resnet8-l2robust (same "
-            "network, data, schedule and seed). cpu profile: ResNet-8, a 30,000-image training subset, 8 epochs, SGD "
-            "(Nesterov, lr 0.1, cosine, weight decay 5e-4, batch 128), crop + flip.",
-        ),
-        Recipe(
+        _RESNET8_NATURAL,
+        dataclasses.replace(
+            _RESNET8_NATURAL,
             name="cifar-resnet8-l2robust",
-            dataset="cifar10",
-            architecture="cifar_resnet8",
-            epochs={"smoke": 1, "cpu": 8, "full": 30},
-            train_size={"smoke": 1000, "cpu": 30000, "full": None},
-            val_size=0, optimizer="sgd", lr=0.1, weight_decay=5e-4, augment=True,
             adversarial={"eps": 0.5, "steps": 3, "step_size": 2.5 * 0.5 / 3, "random_start": True},
             notes="Robust-counterfactuals chapter: cifar-resnet8-natural (same network, data, schedule and seed) "
             "trained only on L2 PGD examples (Madry et al. 2018) at eps = 0.5 in [0, 1] pixel space, a fast recipe: "
