@@ -1,10 +1,16 @@
 # The two commands of the book. See README.md.
-#   make book   [PROFILE=smoke|cpu|full]   execute every notebook, then build the HTML book
+#   make book   [PROFILE=smoke|cpu|full] [RETRAIN=1] [EXECUTOR=local|processes|ray]
+#                                          execute every notebook, then build the HTML book
 #   make test                              run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PROFILE ?=
+# RETRAIN=1: train every zoo model instead of loading the committed checkpoints (checkpoints/)
+RETRAIN ?= 0
+# EXECUTOR=local|processes|ray; default: processes (chapters in parallel, one per core) without a GPU,
+# local (one chapter at a time) with one, ray when RAY_ADDRESS is set
+EXECUTOR ?=
 
 .PHONY: book test env clean-book
 
@@ -21,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 book: env
-	$(PY) -m salbook.book run --profile "$(PROFILE)"
+	SALBOOK_RETRAIN=$(RETRAIN) $(PY) -m salbook.book run --profile "$(PROFILE)" --executor "$(EXECUTOR)"
 	$(PY) -m salbook.book build
 
 test: env

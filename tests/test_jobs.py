@@ -99,3 +99,40 @@ def test_uncached_jobs_always_run_and_store_nothing(cache):
     assert first.ran == second.ran == 2 and len(log.read_text().split()) == 4
     assert [r["index"] for r in second.results] == [0, 1]
     assert not (cache / "data" / "jobs").exists()
+
+
+def threads_and_workers(index: int) -> dict:
+    """What a job sees of its process: torch threads and the pool size it would use itself."""
+    import os
+
+    return {"index": index, "threads": torch.get_num_threads(), "workers": os.environ.get("SALBOOK_WORKERS"),
+            "pid": os.getpid()}
+
+
+def test_the_process_pool_gives_the_local_results_with_one_thread_per_worker(cache, monkeypatch):
+    import os
+
+    monkeypatch.setenv("SALBOOK_WORKERS", "2")
+    grid = [Job(jobs.reference_workload, {"seed": s, "size": 64, "rounds": 5}) for s in range(4)]
+    local = jobs.run(grid, "local", progress=False)
+    monkeypatch.setenv("SALBOOK_DATA", str(cache / "pool-data"))
+    pooled = jobs.run(grid, "processes", progress=False)
+    assert pooled.ran == 4 and not pooled.failures
+    for a, b in zip(local.results, pooled.results):
+        assert a["seed"] == b["seed"] and torch.allclose(a["x"], b["x"], atol=1e-6)
+    seen = jobs.run([Job(threads_and_workers, {"index": i}) for i in range(4)], "processes", progress=False,
+                    cache=False).results
+    assert [r["index"] for r in seen] == [0, 1, 2, 3]
+    assert {r["threads"] for r in seen} == {1} and {r["workers"] for r in seen} == {"1"}  # nested grids run inline
+    assert os.getpid() not in {r["pid"] for r in seen}
+
+
+def test_a_pool_of_one_runs_here(cache, monkeypatch):
+    monkeypatch.setenv("SALBOOK_WORKERS", "1")
+    import os
+
+    seen = jobs.run([Job(threads_and_workers, {"index": 0})], "processes", progress=False, cache=False).results
+    assert seen[0]["pid"] == os.getpid()
+    monkeypatch.setenv("SALBOOK_WORKERS", "zero")
+    with pytest.raises(ValueError, match="SALBOOK_WORKERS"):
+        jobs.run([Job(threads_and_workers, {"index": 1})], "processes", progress=False, cache=False)

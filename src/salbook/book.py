@@ -1,26 +1,31 @@
 """Execute the book's notebooks with papermill, then build the HTML with Jupyter Book.
 
-    python -m salbook.book run   [--profile P] [--out DIR] [--only PATTERN] [--executor local|ray]
-    python -m salbook.book build [--root DIR]
+    python -m salbook.book run   [--profile P] [--out DIR] [--only PATTERN] [--executor local|processes|ray]
+                                 [--timings FILE]
+    python -m salbook.book build [--timings FILE]
 
 ``run`` executes every notebook the table of contents lists, in its order: the jupytext source
 ``notebooks/<path>.md`` is read, given the papermill parameter ``profile``, executed, and written as
 ``book/notebooks/<path>.ipynb`` (the page ``_toc.yml`` points at). The executed copy is written
 atomically, so a failed run never leaves a half-executed page behind. ``build`` runs
 ``jb build --all -W -n --keep-going`` (warnings are errors) and prints where ``index.html`` is.
+``--timings FILE`` appends the timed events of the run (datasets, models, job grids, notebooks,
+the build: :mod:`salbook.timings`) to ``FILE``; ``benchmarks/book_time.py`` summarises them.
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
-from . import config, jobs
+from . import config, jobs, results, timings
 from .storage import atomic_path
 
 EXECUTED = Path("book/notebooks")  # where the table of contents expects executed notebooks
@@ -54,11 +59,14 @@ def run(profile: str | None = None, out: Path | None = None, only: str | None = 
     """Execute the notebooks under ``profile``; return seconds per notebook.
 
     Each notebook is one job of :mod:`salbook.jobs` (never cached: a run always re-executes). With
-    the ``local`` executor they run one after another here; with ``ray`` the chapters run in
-    parallel, one GPU each under the ``full`` profile, and the summaries after them. A failing
-    notebook is reported with its name once the others have finished.
+    the ``local`` executor they run one after another here; with ``processes`` in parallel on this
+    machine (one torch thread each, ``SALBOOK_WORKERS`` at a time, longest first by the last run
+    record); with ``ray`` in parallel on a cluster, one GPU each under the ``full`` profile. The
+    summaries run after the chapters. A failing notebook is reported with its name once the others
+    have finished.
     """
     profile = config.resolve_profile(profile)
+    executor = chapter_executor(executor)
     out = Path(out) if out else root / EXECUTED
     names = [n for n in toc_notebooks(root) if not only or fnmatch.fnmatch(n, only)]
     for name in names:
@@ -68,13 +76,29 @@ def run(profile: str | None = None, out: Path | None = None, only: str | None = 
     from salbook.book import execute  # by its importable name, also under ``python -m salbook.book``
 
     seconds = {}
-    for stage in ([n for n in names if n not in SUMMARIES], [n for n in names if n in SUMMARIES]):
+    chapters = sorted((n for n in names if n not in SUMMARIES), key=lambda n: -expected_seconds(n, profile))
+    for stage in (chapters, [n for n in names if n in SUMMARIES]):
         grid = [jobs.Job(execute, {"name": n, "profile": profile, "out": str(out), "root": str(root)}, resources)
                 for n in stage]
         done = jobs.run(grid, executor, progress=False, cache=False)
         seconds.update({n: r for n, r in zip(stage, done.results) if r is not None})
         done.raise_failures()
     return seconds
+
+
+def chapter_executor(executor: str | None = None) -> str:
+    """The executor of the chapters: the one asked for (argument, ``SALBOOK_EXECUTOR``, ``RAY_ADDRESS``:
+    :func:`salbook.jobs.resolve_executor`), else ``processes`` on a machine without a GPU (chapters in
+    parallel, one core each) and ``local`` with one (one chapter at a time on the GPU)."""
+    if executor or os.environ.get("SALBOOK_EXECUTOR") or os.environ.get("RAY_ADDRESS"):
+        return jobs.resolve_executor(executor)
+    return "local" if torch.cuda.is_available() else "processes"
+
+
+def expected_seconds(name: str, profile: str) -> float:
+    """How long ``name`` took in its last run record of ``profile`` (0 when there is none)."""
+    record = results.load_record(name, profile)
+    return float(record["seconds"]) if record else 0.0
 
 
 def execute(name: str, profile: str, out: str, root: str) -> float:
@@ -85,10 +109,15 @@ def execute(name: str, profile: str, out: str, root: str) -> float:
     source = Path(root) / "notebooks" / f"{name}.md"
     print(f"[{profile}] executing notebooks/{name}.md", flush=True)
     start = time.perf_counter()
-    with atomic_path(Path(out) / f"{name}.ipynb") as tmp:
-        papermill.execute_notebook(jupytext.read(source), str(tmp), parameters={"profile": profile},
-                                   kernel_name="python3", cwd=str(source.parent), progress_bar=False)
+    os.environ["SALBOOK_NOTEBOOK"] = name  # the kernel inherits it: its timing events name this notebook
+    try:
+        with atomic_path(Path(out) / f"{name}.ipynb") as tmp:
+            papermill.execute_notebook(jupytext.read(source), str(tmp), parameters={"profile": profile},
+                                       kernel_name="python3", cwd=str(source.parent), progress_bar=False)
+    finally:
+        os.environ.pop("SALBOOK_NOTEBOOK", None)
     seconds = round(time.perf_counter() - start, 1)
+    timings.log("notebook", name, seconds, profile=profile)
     print(f"[{profile}] {name}: {seconds} s", flush=True)
     return seconds
 
@@ -98,7 +127,8 @@ def build(root: Path = config.PROJECT_ROOT, output: Path | None = None) -> Path:
     cmd = [str(Path(sys.executable).parent / "jb"), "build", str(root), "--all", "-W", "-n", "--keep-going"]
     if output:
         cmd += ["--path-output", str(output)]
-    subprocess.run(cmd, check=True)
+    with timings.timed("build", "jb build"):
+        subprocess.run(cmd, check=True)
     index = (output or root) / "_build" / "html" / "index.html"
     if not index.exists():
         raise FileNotFoundError(f"jb build finished but {index} is missing")
@@ -113,12 +143,17 @@ def main(argv: list[str] | None = None) -> None:
     p_run.add_argument("--profile", default=None, help="smoke, cpu or full (default: $PROFILE, else full with CUDA, else cpu)")
     p_run.add_argument("--out", type=Path, default=None, help=f"folder for executed notebooks (default {EXECUTED})")
     p_run.add_argument("--only", default=None, help="glob over notebook paths, e.g. 'mpe/*'")
-    p_run.add_argument("--executor", default=None, choices=jobs.EXECUTORS,
-                       help="local (default) or ray (default when RAY_ADDRESS is set): chapters in parallel")
-    sub.add_parser("build", help="build the HTML book from the executed notebooks")
+    p_run.add_argument("--executor", default=None, choices=[*jobs.EXECUTORS, ""],
+                       help="local: one after another; processes: in parallel on this machine, one core each "
+                            "(default without a GPU); ray: on a cluster (default when RAY_ADDRESS is set)")
+    p_build = sub.add_parser("build", help="build the HTML book from the executed notebooks")
+    for p in (p_run, p_build):
+        p.add_argument("--timings", type=Path, default=None, help="append timed events to this JSON-lines file")
     args = parser.parse_args(argv)
+    if args.timings:
+        os.environ["SALBOOK_TIMINGS"] = str(args.timings.resolve())
     if args.command == "run":
-        seconds = run(args.profile, args.out, args.only, executor=args.executor)
+        seconds = run(args.profile, args.out, args.only, executor=args.executor or None)
         print(f"executed {len(seconds)} notebooks in {sum(seconds.values()):.0f} s")
     else:
         print(f"Book: {build()}")

@@ -6,8 +6,10 @@ Every path the library writes to is derived here, so that one environment variab
                      default ``<project>/data``.
 ``SALBOOK_MIRROR``   an offline dataset mirror (files and checksums as in ``data.MIRROR_FILES``);
                      default ``<project>/../shared/datasets`` when that folder exists.
+``SALBOOK_CHECKPOINTS``  committed checkpoints of the zoo (``<project>/checkpoints``).
 ``SALBOOK_RESULTS``  where run records go; default ``<project>/results`` for the ``cpu`` and
                      ``full`` profiles and ``<data>/results`` for ``smoke`` (never committed).
+``SALBOOK_WORKERS``  worker processes of the ``processes`` job executor; default: the cores.
 ``PROFILE``          ``smoke``, ``cpu`` or ``full``; default ``full`` with CUDA, else ``cpu``.
 """
 from __future__ import annotations
@@ -25,6 +27,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 def data_dir() -> Path:
     """The gitignored cache folder."""
     return Path(os.environ.get("SALBOOK_DATA", PROJECT_ROOT / "data"))
+
+
+def checkpoint_dir() -> Path:
+    """The committed model checkpoints (``checkpoints/<profile>/<name>.pt`` and its card)."""
+    return Path(os.environ.get("SALBOOK_CHECKPOINTS", PROJECT_ROOT / "checkpoints"))
 
 
 def mirror_dir() -> Path | None:
@@ -50,6 +57,14 @@ def resolve_profile(profile: str | None = None) -> str:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
     return profile
+
+
+def workers() -> int:
+    """Worker processes of the ``processes`` executor: ``SALBOOK_WORKERS``, else the number of cores."""
+    value = os.environ.get("SALBOOK_WORKERS") or str(os.cpu_count() or 1)
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"SALBOOK_WORKERS must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def default_device() -> torch.device:

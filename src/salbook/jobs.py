@@ -1,4 +1,5 @@
-"""Experiment grids as jobs: run here (``local``) or, unchanged, on a Ray cluster (``ray``).
+"""Experiment grids as jobs: run here (``local``), in a pool of worker processes on this machine
+(``processes``), or, unchanged, on a Ray cluster (``ray``).
 
 A grid is a list of :class:`Job` — a module-level function, its keyword parameters and the
 resources one call needs. Every job has a content hash of the function's name, its parameters and
@@ -22,12 +23,16 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import importlib
 import inspect
+import multiprocessing
 import os
 import sys
+import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,10 +41,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import config
+from . import config, timings
 from .storage import atomic_path, content_hash
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "processes", "ray")
 
 
 @dataclass(frozen=True)
@@ -127,8 +132,9 @@ def run(jobs: list[Job], executor: str | None = None, progress: bool = True, des
         else:
             todo.append(i)
     failures: list[Failure] = []
+    start = time.perf_counter()
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{desc} ({executor})", disable=not progress) as bar:
-        stream = _run_local(jobs, todo) if executor == "local" else _run_ray(jobs, todo)
+        stream = {"local": _run_local, "processes": _run_processes, "ray": _run_ray}[executor](jobs, todo)
         for i, ok, value in stream:
             bar.update()
             if not ok:
@@ -137,12 +143,25 @@ def run(jobs: list[Job], executor: str | None = None, progress: bool = True, des
             if cache:
                 _store(jobs[i].cache_path(), value)
             results[i] = value
+    if todo:
+        timings.log("grid", desc, time.perf_counter() - start, fn=jobs[todo[0]].name, jobs=len(jobs), ran=len(todo),
+                    failed=len(failures), executor=executor)
     return GridResult(jobs, results, failures, ran=len(todo))
 
 
 def cached(job: Job) -> Any:
-    """The result of one job: from the cache, or computed here and cached. Raises if the job fails."""
-    out = run([job], "local", progress=False)
+    """The result of one job: from the cache, or computed here and cached. Raises if the job fails.
+
+    Chapters run in parallel may ask for the same job (an MPE table, a model's test predictions):
+    a lock per job makes the second wait for the first's result instead of computing it again."""
+    lock = job.cache_path().with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            out = run([job], "local", progress=False, desc=job.fn.__name__)
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
     out.raise_failures()
     return out.results[0]
 
@@ -159,6 +178,28 @@ def call(name: str, params: dict) -> tuple[bool, Any]:
 def _run_local(jobs, todo):
     for i in todo:
         yield (i, *call(jobs[i].name, jobs[i].params))
+
+
+def _run_processes(jobs, todo):
+    """A pool of ``config.workers()`` fresh processes with one torch thread each: on a small CPU
+    several single-threaded jobs use the cores better than one job with several threads (small
+    networks barely speed up with threads). A pool of one runs the jobs here, one after another."""
+    workers = min(config.workers(), len(todo))
+    if workers <= 1:
+        yield from _run_local(jobs, todo)
+        return
+    context = multiprocessing.get_context("spawn")  # a fork would copy torch's thread pools half-initialised
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=single_threaded) as pool:
+        futures = {pool.submit(call, jobs[i].name, jobs[i].params): i for i in todo}
+        for future in as_completed(futures):
+            yield (futures[future], *future.result())
+
+
+def single_threaded() -> None:
+    """Initialise a pool worker: one torch thread, and the same for any process it starts (kernels,
+    nested grids, which then run their jobs one after another)."""
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", SALBOOK_WORKERS="1")
+    torch.set_num_threads(1)
 
 
 def _run_ray(jobs, todo):
