@@ -23,6 +23,30 @@ def test_cifar10_shapes_and_source():
     assert "JPEG" in train.source or "original release" in train.source
 
 
+def test_any_prefix_of_the_cifar10_mirror_holds_every_class():
+    """The mirror is sorted by class; the data layer puts it in a fixed seeded order (as the original
+    release is), so "the first 200 test images" is a sample of all ten classes."""
+    test = data.cifar10("test")
+    if test.source != data.SOURCES["cifar10", "mirror"]:
+        pytest.skip("the original release is in its own order")
+    counts = np.bincount(test.y[:200], minlength=10)
+    assert counts.min() >= 8 and counts.sum() == 200
+    with np.load(config.mirror_dir() / "cifar10_jpeg.npz") as f:
+        mirror_labels = f["y_test"]
+    assert np.array_equal(test.y, mirror_labels[data.mirror_order(10000)])
+
+
+def test_a_cache_of_an_older_version_is_rebuilt(tmp_data):
+    fresh = data.load("mnist", "test")
+    with np.load(data.cache_path("mnist")) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["cache_version"] = np.array(data.CACHE_VERSION - 1)
+    np.savez(data.cache_path("mnist"), **arrays)
+    with pytest.warns(UserWarning, match="cache version"):
+        again = data.load("mnist", "test")
+    assert np.array_equal(again.x, fresh.x)
+
+
 def test_mirror_checksum_catches_truncated_file(tmp_path, tmp_data, monkeypatch):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
