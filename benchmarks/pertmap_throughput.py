@@ -19,7 +19,7 @@ from salbook.methods.pertmap import StochasticPertMap
 from salbook.results import git_commit
 from salbook.storage import write_json
 
-MODELS = {"smoke": "cifar-vgg16bn-quarter", "cpu": "cifar-vgg16bn-quarter", "full": "cifar-vgg16bn"}
+MODELS = {"smoke": "cifar-cnn4", "cpu": "cifar-cnn4", "full": "cifar-vgg16bn"}
 
 
 def main() -> None:

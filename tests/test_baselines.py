@@ -36,7 +36,7 @@ def test_known_answers_on_a_linear_model(linear, name, expected):
 
 @pytest.mark.parametrize("name", baselines.NAMES)
 def test_every_method_runs_on_a_zoo_architecture(name):
-    model = nets.build("cifar_vgg16_bn_quarter").eval()
+    model = nets.build("cifar_vgg16_bn").eval()
     x = torch.rand(2, 3, 32, 32)
     options = {"samples": 2} if name in ("smoothgrad", "smoothgrad_sq", "vargrad") else {}
     if name == "integrated_gradients":
@@ -98,7 +98,7 @@ def test_excitation_backprop_matches_a_hand_computed_two_layer_relu_net():
     assert torch.allclose(got, want, atol=1e-5)
 
 
-@pytest.mark.parametrize("architecture, shape", [("mnist_cnn2", (1, 28, 28)), ("cifar_vgg16_bn_quarter", (3, 32, 32))])
+@pytest.mark.parametrize("architecture, shape", [("mnist_cnn2", (1, 28, 28)), ("cifar_vgg16_bn", (3, 32, 32))])
 def test_excitation_backprop_is_a_probability_map_on_zoo_networks(architecture, shape):
     torch.manual_seed(0)
     model = nets.build(architecture).eval()
@@ -125,7 +125,7 @@ def test_excitation_backprop_is_a_probability_map_on_zoo_networks(architecture, 
 
 
 def test_gradcam_reads_the_rectified_last_convolution():
-    vgg, resnet = nets.build("cifar_vgg16_bn_quarter"), nets.build("cifar_resnet8")
+    vgg, resnet = nets.build("cifar_vgg16_bn"), nets.build("cifar_resnet8")
     modules = list(vgg.modules())
     layer = baselines.gradcam_layer(vgg)
     assert isinstance(layer, torch.nn.ReLU)

@@ -8,7 +8,7 @@ from salbook.methods import frank_wolfe
 
 
 def test_robust_recipe_differs_from_its_normal_counterpart_only_in_the_attack():
-    robust, normal = zoo.RECIPES["cifar-resnet8-l2robust"], zoo.RECIPES["cifar-resnet8-natural"]
+    robust, normal = zoo.RECIPES["cifar-resnet8-l2robust"], zoo.RECIPES["cifar-resnet8"]
     assert robust.adversarial["eps"] == 0.5 and normal.adversarial is None
     same = dataclasses.replace(robust, name=normal.name, adversarial=None, notes=normal.notes, paper=normal.paper)
     assert same == normal

@@ -83,7 +83,7 @@ def test_box_violation_rate_knows_the_exact_box(margin_model):
 def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
     from salbook.grids import pertmap as grid
 
-    run = lambda method, idx, **o: grid.method_maps("cifar-vgg16bn-quarter", "smoke", method, o, idx, [3] * len(idx))  # noqa: E731
+    run = lambda method, idx, **o: grid.method_maps("cifar-cnn4", "smoke", method, o, idx, [3] * len(idx))  # noqa: E731
     whole = run("gradient", [0, 1, 2, 3])
     halves = [run("gradient", [0, 1]), run("gradient", [2, 3])]
     assert whole["maps"].shape == (4, 3, 32, 32) and whole["seconds"] > 0
@@ -92,6 +92,6 @@ def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
     assert lp["upper"].shape == lp["lower"].shape == (1, 3, 32, 32) and len(lp["slack"]) == 1
     torch.testing.assert_close(lp["maps"], -(lp["upper"] + lp["lower"]))
     with pytest.raises(ValueError, match="one target per image"):
-        grid.method_maps("cifar-vgg16bn-quarter", "smoke", "gradient", None, [0, 1], [3])
+        grid.method_maps("cifar-cnn4", "smoke", "gradient", None, [0, 1], [3])
     with pytest.raises(ValueError, match="unknown attribution method"):
         grid.explainer("pertmap", torch.nn.Linear(2, 2))

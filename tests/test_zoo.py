@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from salbook import nets, zoo
+from salbook.storage import sha256_file
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def test_train_cache_and_card(tiny_recipe, monkeypatch):
     first = zoo.get("tiny", "smoke", device="cpu")
     weights, card = zoo.paths("tiny", "smoke")
     assert weights.exists() and card.exists()
-    assert json.loads(card.read_text()) == first.card
+    assert json.loads(card.read_text()) | {"origin": "trained"} == first.card
     for key in ("train_acc", "val_acc", "test_acc", "train_seconds", "device", "data_source", "recipe"):
         assert key in first.card
     assert 0.3 < first.card["test_acc"] <= 1  # 256 digits, one epoch: far above chance (0.1)
@@ -30,6 +31,74 @@ def test_train_cache_and_card(tiny_recipe, monkeypatch):
     monkeypatch.setattr(zoo, "train", fail)
     again = zoo.get("tiny", "smoke", device="cpu")
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+def test_the_card_is_tied_to_its_weights(tiny_recipe):
+    first = zoo.get("tiny", "smoke", device="cpu")
+    weights, _ = zoo.paths("tiny", "smoke")
+    assert first.card["weights_sha256"] == sha256_file(weights) and first.card["origin"] == "trained"
+    state = torch.load(weights, weights_only=True)
+    state["fc.weight" if "fc.weight" in state else next(iter(state))].add_(1.0)
+    torch.save(state, weights)  # a weights file that no longer matches its card
+    with pytest.warns(UserWarning, match="does not match its card"):
+        again = zoo.get("tiny", "smoke", device="cpu")  # the cache entry is rebuilt
+    assert again.card["weights_sha256"] == sha256_file(weights)
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+def test_a_committed_checkpoint_is_loaded_instead_of_training(tiny_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr(zoo, "git_commit", lambda: "abc123")
+    published = zoo.publish("tiny", "smoke")
+    assert published == zoo.checkpoint_paths("tiny", "smoke")[0] and published.exists()
+    monkeypatch.setenv("SALBOOK_DATA", str(tmp_path / "fresh-clone-data"))  # an empty cache, as in a fresh clone
+
+    def fail(*args):
+        raise AssertionError("a model with a valid checkpoint must not be trained")
+
+    with monkeypatch.context() as m:
+        m.setattr(zoo, "train", fail)
+        loaded = zoo.get("tiny", "smoke", device="cpu")
+    assert loaded.card["origin"] == "checkpoint" and loaded.card["git_commit"] == "abc123"
+    assert zoo.loaded()[-1]["origin"] == "checkpoint"
+
+    monkeypatch.setenv("SALBOOK_RETRAIN", "1")  # make book RETRAIN=1
+    assert zoo.get("tiny", "smoke", device="cpu").card["origin"] == "trained"
+
+
+def test_a_damaged_or_stale_checkpoint_is_never_used_silently(tiny_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr(zoo, "git_commit", lambda: "abc123")
+    weights = zoo.publish("tiny", "smoke")
+    monkeypatch.setenv("SALBOOK_DATA", str(tmp_path / "fresh"))
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
+    with pytest.raises(zoo.WeightsMismatchError, match=r"git checkout -- .*tiny\.pt.*SALBOOK_RETRAIN=1"):
+        zoo.get("tiny", "smoke", device="cpu")
+    monkeypatch.setitem(zoo.RECIPES, "tiny", dataclasses.replace(tiny_recipe, lr=0.5))  # the recipe moved on
+    with pytest.warns(UserWarning, match="trained from another recipe"):
+        assert zoo.get("tiny", "smoke", device="cpu").card["origin"] == "trained"
+
+
+def test_publishing_refuses_models_trained_from_uncommitted_code(tiny_recipe, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALBOOK_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setattr(zoo, "git_commit", lambda: "abc123+dirty")
+    with pytest.raises(ValueError, match="uncommitted code"):
+        zoo.publish("tiny", "smoke")
+
+
+@pytest.mark.parametrize("schedule", zoo.SCHEDULES)
+def test_learning_rate_schedules(schedule):
+    f = zoo.lr_factor(schedule, steps=100)
+    values = [f(step) for step in range(101)]
+    assert all(0 <= v <= 1 for v in values)
+    if schedule == "constant":
+        assert set(values) == {1.0}
+    elif schedule == "cosine":
+        assert values[0] == 1 and values[-1] < 1e-12 and all(a >= b for a, b in zip(values, values[1:]))
+    else:  # onecycle: warm-up from 0.1 to the peak over the first 20 %, then linear decay to 0
+        assert values[0] == pytest.approx(0.1) and max(values) == values[20] == 1 and values[-1] == 0
+    with pytest.raises(ValueError, match="unknown schedule"):
+        zoo.lr_factor("step", 10)
 
 
 def test_training_is_deterministic(tiny_recipe):
@@ -61,7 +130,7 @@ def test_preprocessing_lives_in_the_model_and_relus_are_distinct(architecture):
 
 
 def test_mean_image_is_set_from_the_training_images(tmp_data, monkeypatch):
-    r = dataclasses.replace(zoo.RECIPES["cifar-resnet20"], name="tiny-res", epochs={"smoke": 1},
+    r = dataclasses.replace(zoo.RECIPES["cifar-resnet50"], name="tiny-res", epochs={"smoke": 1},
                             train_size={"smoke": 64}, val_size=100)
     monkeypatch.setitem(zoo.RECIPES, "tiny-res", r)
     model = zoo.get("tiny-res", "smoke", device="cpu").model

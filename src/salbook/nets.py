@@ -153,17 +153,10 @@ def cifar_resnet50() -> nn.Sequential:
     return _resnet(_Bottleneck, (3, 4, 6, 3), (64, 128, 256, 512), 64, SubtractMean())
 
 
-def cifar_resnet20() -> nn.Sequential:
-    """ResNet-20 (He et al. 2016, §4.2: three stages of three basic blocks, 16-32-64 channels), the
-    ``cpu`` profile's substitute for ResNet-50 (0.27 M instead of 23.5 M parameters), with the same
-    mean-image preprocessing."""
-    return _resnet(_Basic, (3, 3, 3), (16, 32, 64), 16, SubtractMean())
-
-
 def cifar_resnet8() -> nn.Sequential:
     """ResNet-8 (three stages of one basic block, 16-32-64 channels, 78 k parameters) with per-channel
-    normalisation inside the model: the ROAR chapter's ``cpu`` stand-in for Hooker et al.'s ResNet-50.
-    Fixed normalisation (not a learned mean image) lets a retraining on modified data start from the
+    normalisation inside the model: the ``cpu`` profile's shared CIFAR-10 network (see the zoo). Fixed
+    normalisation (not a learned mean image) lets a ROAR retraining on modified data start from the
     same preprocessing."""
     return _resnet(_Basic, (1, 1, 1), (16, 32, 64), 16, Normalize(CIFAR_MEAN, CIFAR_STD))
 
@@ -177,28 +170,19 @@ def cifar_resnet18() -> nn.Sequential:
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-def _vgg16_bn(width: float) -> nn.Sequential:
+def cifar_vgg16_bn() -> nn.Sequential:
+    """VGG16 with batch norm adapted to 32×32 CIFAR-10 (13 convolutions, five poolings to 1×1, one
+    linear classifier), the ``full`` profile's stand-in for the ImageNet VGG16 of the PertMap and
+    decoy papers."""
     layers, cin = [Normalize(CIFAR_MEAN, CIFAR_STD)], 3
     for v in VGG16:
         if v == "M":
             layers.append(nn.MaxPool2d(2))
         else:
-            cout = int(v * width)
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
-            cin = cout
+            layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+            cin = v
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(cin, 10))
 
-
-def cifar_vgg16_bn() -> nn.Sequential:
-    """VGG16 with batch norm adapted to 32×32 CIFAR-10 (13 convolutions, five poolings to 1×1, one
-    linear classifier), the PertMap chapter's stand-in for the ImageNet VGG16 of the paper."""
-    return _vgg16_bn(1.0)
-
-
-def cifar_vgg16_bn_quarter() -> nn.Sequential:
-    """The same VGG16-BN at a quarter of the channels (16 … 128): the ``cpu`` profile's substitute,
-    about 1/16 of the compute."""
-    return _vgg16_bn(0.25)
 
 ARCHITECTURES = {
     "mnist_lenet": mnist_lenet,
@@ -206,10 +190,8 @@ ARCHITECTURES = {
     "cifar_cnn4": cifar_cnn4,
     "cifar_resnet8": cifar_resnet8,
     "cifar_resnet18": cifar_resnet18,
-    "cifar_resnet20": cifar_resnet20,
     "cifar_resnet50": cifar_resnet50,
     "cifar_vgg16_bn": cifar_vgg16_bn,
-    "cifar_vgg16_bn_quarter": cifar_vgg16_bn_quarter,
 }
 
 

@@ -11,6 +11,7 @@ e.g. ``mpe/01_mnist_mpe``) holds::
       "torch":       "2.14.1",
       "data_source": ["MNIST original release (…)"],
       "seconds":     412.7,                       # wall time from RunRecord() to save()
+      "models":      [{"name": "mnist-cnn2", "origin": "checkpoint", ...}],  # zoo models used (zoo.loaded)
       "metrics":     {...},                       # free-form numbers of this notebook
       "claims": [
         {"id": "test-accuracy", "paper": "99.22 %", "paper_value": 0.9922, "ours": 0.9905,
@@ -67,6 +68,8 @@ class RunRecord:
         return config.results_dir(self.profile) / f"{self.notebook}.json"
 
     def as_dict(self) -> dict:
+        from . import zoo  # zoo imports this module
+
         return {
             "notebook": self.notebook,
             "profile": self.profile,
@@ -75,6 +78,7 @@ class RunRecord:
             "torch": torch.__version__,
             "data_source": self.data_sources,
             "seconds": round(time.perf_counter() - self._start, 1),
+            "models": zoo.loaded(),
             "metrics": _plain(self.metrics),
             "claims": self.claims,
         }
