@@ -2,9 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from salbook.methods.decoys import (DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, generate_decoys,
-                                    generate_decoys_loop, layer_index, patch_masks, postprocess, truncate,
-                                    verify_decoys)
+from salbook import nets
+from salbook.methods.decoys import (DecoyEnhanced, Field, constant_decoys, crop_boxes, decoy_mean, decoy_range,
+                                    fast_copy, generate_decoys, generate_decoys_loop, layer_index, patch_masks,
+                                    postprocess, receptive_field, truncate, verify_decoys)
 
 
 @pytest.fixture
@@ -52,6 +53,101 @@ def test_every_feasible_decoy_satisfies_every_constraint(conv_net, images):
                 assert (d - images[i]).abs().max() <= box + 1e-6
     moves = ((result.decoys - images[:, None]) * result.signs.view(1, -1, 1, 1, 1)).clamp(min=0).flatten(2).sum(2)
     assert (moves > 0.01).all()  # every decoy actually moved in its direction
+
+
+@pytest.fixture(scope="module")
+def resnet8():
+    """The zoo's ResNet-8 with random weights and non-trivial batch-norm statistics, in eval mode."""
+    torch.manual_seed(0)
+    model = nets.build("cifar_resnet8")
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            nn.init.uniform_(m.weight, 0.5, 1.5)
+            nn.init.normal_(m.bias, 0, 0.2)
+    return model.eval()
+
+
+def test_receptive_fields_of_the_resnet8_layers(resnet8):
+    """ℓ = 3 (first ReLU): one 3×3 convolution; ℓ = 4: two more; ℓ = 5: a stride-2 block; from the
+    global pooling on, every unit sees the whole image."""
+    assert receptive_field(truncate(resnet8, 3)) == Field(1, -1, 1)
+    assert receptive_field(truncate(resnet8, 4)) == Field(1, -3, 3)
+    assert receptive_field(truncate(resnet8, 5)) == Field(2, -6, 6)
+    assert receptive_field(truncate(resnet8, 7)) is None
+    assert receptive_field(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(1, 1, 3, padding=1))) == Field(2, -2, 3)
+
+
+def test_crop_boxes_hold_the_widened_patch_and_stay_on_the_stride_grid():
+    masks = patch_masks(32, 32, patch=3, stride=3)
+    for field in (Field(1, -1, 1), Field(1, -3, 3), Field(2, -6, 6)):
+        top, left, size = crop_boxes(field, masks)
+        w = field.hi - field.lo
+        assert (32 - size[0]) % field.stride == 0 and (top % field.stride == 0).all() and (left % field.stride == 0).all()
+        for k, mask in enumerate(masks[:, 0]):
+            rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+            assert top[k] <= max(0, rows.min() - w) and top[k] + size[0] >= min(32, rows.max() + 1 + w)
+            assert left[k] <= max(0, cols.min() - w) and left[k] + size[1] >= min(32, cols.max() + 1 + w)
+            assert 0 <= top[k] <= 32 - size[0] and 0 <= left[k] <= 32 - size[1]
+    assert crop_boxes(Field(1, -1, 1), masks)[2] == (7, 7)
+    assert crop_boxes(None, masks)[2] == (32, 32)
+
+
+@pytest.mark.parametrize("layer", [3, 4, 5])
+def test_a_crop_sees_every_change_of_the_layer(resnet8, layer):
+    """The exactness the cropped solver rests on: for a change inside the patch, F_ℓ(x̃) − F_ℓ(x) on
+    the crop holds the same values as on the whole image, which is zero everywhere else."""
+    gen = torch.Generator().manual_seed(layer)
+    x = torch.rand(1, 3, 32, 32, generator=gen)
+    features = truncate(resnet8, layer)
+    masks = patch_masks(32, 32, patch=3, stride=3)
+    top, left, (h, w) = crop_boxes(receptive_field(features), masks)
+    for k in (0, 5, 60, 120):  # a corner, the top border, the middle, the bottom-right corner
+        decoy = torch.where(masks[k], torch.rand(1, 3, 32, 32, generator=gen), x)
+        with torch.no_grad():
+            full = (features(decoy) - features(x)).abs()
+            t, l = int(top[k]), int(left[k])
+            crop = (features(decoy[..., t:t + h, l:l + w]) - features(x[..., t:t + h, l:l + w])).abs()
+        assert full.sum() > 0
+        torch.testing.assert_close(crop.sum(), full.sum(), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(crop.amax(), full.amax(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_solvers_copy_folds_batch_norm_and_computes_the_same_layer(resnet8):
+    features = truncate(resnet8, 5)
+    fast = fast_copy(features)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in features.modules()) == 6  # the original is left alone
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), features(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer", [3, 4])
+def test_cropped_and_whole_image_solvers_agree(resnet8, layer):
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    options = dict(patch=3, stride=14, steps=10, progress=False)  # corners, borders and the middle
+    cropped = generate_decoys(resnet8, x, layer, 0.3, **options)
+    whole = generate_decoys(resnet8, x, layer, 0.3, crop=False, **options)
+    torch.testing.assert_close(cropped.decoys, whole.decoys, atol=1e-4, rtol=0)
+    assert cropped.violation_rate == whole.violation_rate == 0.0
+    assert all(p.grad is None for p in resnet8.parameters())  # the solver differentiates δ alone
+
+
+def test_the_decoy_cache_solves_each_problem_once(conv_net, images):
+    cache = {}
+    first = DecoyEnhanced(conv_net, layer=1, eps=0.05, cache=cache, **FAST)
+    second = DecoyEnhanced(conv_net, base="integrated_gradients", base_options={"n_steps": 4}, layer=1, eps=0.05,
+                           cache=cache, **FAST)
+    found = first.make_decoys(images)
+    assert second.make_decoys(images) is found and len(cache) == 1
+    second.make_decoys(images[:1])  # other images
+    DecoyEnhanced(conv_net, layer=1, eps=0.1, cache=cache, **FAST).make_decoys(images)  # another ε
+    changed = nn.Sequential(*[m for m in conv_net]).eval()
+    changed[0] = nn.Conv2d(3, 4, 3, padding=1)  # another F_ℓ
+    DecoyEnhanced(changed, layer=1, eps=0.05, cache=cache, **FAST).make_decoys(images)
+    assert len(cache) == 4
 
 
 def test_batched_and_mask_at_a_time_solvers_agree(conv_net, images):

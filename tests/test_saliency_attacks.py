@@ -76,6 +76,18 @@ def test_targeted_attack_moves_mass_into_the_corner(relu_net, images):
     assert (after > before).all()
 
 
+def test_the_attacked_map_takes_the_saliency_options(relu_net, images):
+    """The start objective is D of the map with the given options: IG with 4 midpoint steps here."""
+    c = torch.zeros(3, dtype=torch.long)
+    result = saliency_attack(relu_net, images, kind="targeted", target=c, corner=2, steps=1, progress=False,
+                             saliency="integrated_gradients", saliency_options={"steps": 4})
+    p4 = pixel_saliency(integrated_gradients_saliency(relu_net, images, c, steps=4))[:, 6:, 6:].sum((1, 2))
+    p20 = pixel_saliency(integrated_gradients_saliency(relu_net, images, c))[:, 6:, 6:].sum((1, 2))
+    assert torch.allclose(result.start, p4) and not torch.allclose(result.start, p20)
+    with pytest.raises(TypeError, match="samples"):
+        saliency_attack(relu_net, images, saliency="gradient", saliency_options={"samples": 4}, steps=1)
+
+
 def test_sensitivity_known_answer():
     maps = torch.zeros(2, 1, 2)
     maps_adv = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])

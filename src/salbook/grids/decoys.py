@@ -16,26 +16,39 @@ cluster, and a killed run resumes with the batches not yet done.
 ``eps``, ``patch``, ``stride``, ``steps``, ...); ``options`` those of the base method. Every map is
 post-processed (:func:`~salbook.methods.decoys.postprocess`) before it is compared or scored, and
 every map explains the class given in ``targets`` (the chapters pass the predicted class).
+``weights`` is the model card's ``weights_sha256``: it enters the job's cache key, so a retrained
+model never reuses old results, and a job refuses to run on other weights. The jobs explain
+:func:`~salbook.methods.decoys.fast_copy` of the model (batch norms folded into their convolutions,
+channels-last layout: the same function up to float rounding, about 1.35× faster per gradient on a
+CPU); the randomisation check, which re-initialises convolutions below their batch norms, runs on
+the model itself.
 """
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 import torch
+from scipy import stats
 
 from .. import data, zoo
 from ..methods import baselines
-from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, postprocess
+from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, fast_copy, postprocess
 from ..yardsticks import sanity
 from ..yardsticks.fidelity import READINGS, saliency_fidelity
 from ..yardsticks.saliency_attacks import saliency_attack, sensitivity
 
 
-def _setup(model: str, profile: str, indices: list[int], targets: list[int] | None = None):
+def _setup(model: str, profile: str, weights: str, indices: list[int], targets: list[int] | None = None,
+           fold: bool = True):
     if targets is not None and len(indices) != len(targets):
         raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
-    net = zoo.get(model, profile).model
+    trained = zoo.get(model, profile)
+    if trained.card["weights_sha256"] != weights:
+        raise ValueError(f"{model} ({profile}) has weights {trained.card['weights_sha256'][:12]}…, the job was given "
+                         f"{str(weights)[:12]}…: pass zoo.get(model, profile).card['weights_sha256']")
+    net = fast_copy(trained.model) if fold else trained.model.to(memory_format=torch.channels_last)
     device = next(net.parameters()).device
     x = data.to_input(data.cifar10("test").x[list(indices)], device)
     if targets is None:
@@ -55,31 +68,34 @@ def _aggregate(method: DecoyEnhanced, decoys: torch.Tensor, targets: torch.Tenso
     return [torch.cat([aggregate(m) for m in per_image]) for aggregate in aggregates]
 
 
-def decoy_study(model: str, profile: str, indices: list[int], decoy: dict, seed: int = 0) -> dict:
+def decoy_study(model: str, profile: str, weights: str, indices: list[int], decoy: dict, seed: int = 0,
+                with_map: bool = True) -> dict:
     """Decoys of the images under one setting: violation rate, ‖F_ℓ(x̃) − F_ℓ(x)‖∞ / ε per decoy,
-    mean |x̃ − x| inside the patch, the decoy-range gradient map (post-processed) and seconds."""
-    net, x, targets = _setup(model, profile, indices)
+    mean |x̃ − x| inside the patch, seconds and (``with_map``) the decoy-range gradient map, post-processed."""
+    net, x, targets = _setup(model, profile, weights, indices)
     method = _enhanced(net, "gradient", None, decoy, seed)
     start = time.perf_counter()
     found = method.make_decoys(x)
     seconds = time.perf_counter() - start
     inside = found.masks[None].expand_as(found.decoys[:, :, :1]).expand_as(found.decoys)
     move = (found.decoys - x.cpu()[:, None]).abs()[inside].view(len(x), found.decoys.shape[1], -1).mean(2)
-    (z,) = _aggregate(method, found.decoys, targets, decoy_range)
-    return {"violation_rate": found.violation_rate, "distance_over_eps": found.distance / decoy["eps"],
-            "move": move, "decoys_per_image": int(found.decoys.shape[1]), "map": postprocess(z),
-            "seconds": seconds}
+    out = {"violation_rate": found.violation_rate, "distance_over_eps": found.distance / decoy["eps"], "move": move,
+           "decoys_per_image": int(found.decoys.shape[1]), "seconds": seconds}
+    if with_map:
+        (z,) = _aggregate(method, found.decoys, targets, decoy_range)
+        out["map"] = postprocess(z)
+    return out
 
 
-def fidelity_maps(model: str, profile: str, indices: list[int], targets: list[int], bases: dict, decoy: dict,
-                  seed: int = 0) -> dict:
+def fidelity_maps(model: str, profile: str, weights: str, indices: list[int], targets: list[int], bases: dict,
+                  decoy: dict, seed: int = 0) -> dict:
     """Post-processed maps and saliency fidelity per base method × {base, range, mean, constant}.
 
     ``bases`` maps a label to ``(base method name, options)``. Returns ``maps[label][variant]``
     ``(N, H, W)``, ``fidelity[reading][label][variant]`` ``(N,)`` for both readings, the violation
     rates of the optimised and the constant decoys, and seconds (decoys; maps per label).
     """
-    net, x, t = _setup(model, profile, indices, targets)
+    net, x, t = _setup(model, profile, weights, indices, targets)
     device = x.device
     start = time.perf_counter()
     first = next(iter(bases.values()))
@@ -106,19 +122,21 @@ def fidelity_maps(model: str, profile: str, indices: list[int], targets: list[in
             "seconds": seconds}
 
 
-def attack_sensitivity(model: str, profile: str, indices: list[int], kind: str, base: str, options: dict | None,
-                       attack: dict, decoy: dict, c2: float | None, seed: int = 0) -> dict:
+def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int], kind: str, base: str,
+                       options: dict | None, attack: dict, decoy: dict, c2: float | None, seed: int = 0) -> dict:
     """Ghorbani et al.'s attack ``kind`` on the map of ``base``, then SS = ‖E(x) − E(x̂)‖ / ‖x − x̂‖ of
     the post-processed base map and decoy-range map, per image (NaN where the attack found nothing).
 
     ``attack``: :func:`~salbook.yardsticks.saliency_attacks.saliency_attack` options (``eps``,
-    ``step_size``, ``steps``). ``c2``: C₂ of Proposition 1; the decoys of x and of x̂ are then kept in
-    the box |x̃ − x| ≤ C₂·δ with δ = |E(x̂) − E(x)| (post-processed base maps, the same for every
-    colour channel); ``None``: no box.
+    ``step_size``, ``steps``); the attacked map uses the base method's number of noise samples
+    (SmoothGrad) or steps (IG) from ``options`` (:func:`attack_saliency_options`). ``c2``: C₂ of
+    Proposition 1; the decoys of x and of x̂ are then kept in the box |x̃ − x| ≤ C₂·δ with
+    δ = |E(x̂) − E(x)| (post-processed base maps, the same for every colour channel); ``None``: no box.
     """
-    net, x, _ = _setup(model, profile, indices)
+    net, x, _ = _setup(model, profile, weights, indices)
     start = time.perf_counter()
-    found = saliency_attack(net, x, kind, saliency=base, progress=False, **attack)
+    found = saliency_attack(net, x, kind, saliency=base, saliency_options=attack_saliency_options(base, options),
+                            progress=False, **attack)
     attack_seconds = time.perf_counter() - start
     adv, label = found.adversarial.to(x.device), found.label
     explainer = baselines.make(base, net, **(options or {}))
@@ -129,11 +147,12 @@ def attack_sensitivity(model: str, profile: str, indices: list[int], kind: str, 
             return postprocess(explainer.attribute(inputs, target=label.to(x.device)))
 
     e_x, e_adv = plain(x), plain(adv)
-    box = None if c2 is None else (c2 * (e_adv - e_x).abs())[:, None].to(x.device)
+    box = None if c2 is None else (c2 * (e_adv - e_x).abs())[:, None].to(x.device).repeat(2, 1, 1, 1)
     method = _enhanced(net, base, options, decoy, seed, box=box)
     start = time.perf_counter()
-    z_x, z_adv = (postprocess(method.attribute(inputs, target=label)) for inputs in (x, adv))
-    violations = method.decoy_set.violation_rate  # of the decoys of x̂ (those of x: same solver, same box)
+    # the decoys of x and of x̂ in one batch (each image's decoys and map do not depend on the others)
+    z_x, z_adv = postprocess(method.attribute(torch.cat([x, adv]), target=label.repeat(2))).chunk(2)
+    violations = method.decoy_set.violation_rate  # of the decoys of x and of x̂
     return {"base": sensitivity(e_x, e_adv, x.cpu(), adv.cpu()), "decoy": sensitivity(z_x, z_adv, x.cpu(), adv.cpu()),
             "maps": {"base": e_x, "base_adversarial": e_adv, "decoy": z_x, "decoy_adversarial": z_adv},
             "adversarial": found.adversarial, "label": label,
@@ -141,46 +160,63 @@ def attack_sensitivity(model: str, profile: str, indices: list[int], kind: str, 
             "violation_rate": violations, "seconds": {"attack": attack_seconds, "decoy": time.perf_counter() - start}}
 
 
-def max_sensitivity(model: str, profile: str, indices: list[int], targets: list[int], base: str,
-                    options: dict | None, decoy: dict, nr_samples: int, radius: float, seed: int = 0) -> dict:
+def attack_saliency_options(base: str, options: dict | None) -> dict:
+    """The attacked map's options matching the scored base method's: SmoothGrad's ``samples`` and
+    ``noise``, IG's number of steps (the attack's IG takes midpoints, Captum's Gauss–Legendre nodes)."""
+    options = options or {}
+    if base == "smoothgrad":
+        return {k: options[k] for k in ("samples", "noise") if k in options}
+    if base == "integrated_gradients":
+        return {"steps": options["n_steps"]} if "n_steps" in options else {}
+    return {}
+
+
+def max_sensitivity(model: str, profile: str, weights: str, indices: list[int], targets: list[int], bases: dict,
+                    decoy: dict, nr_samples: int, radius: float, seed: int = 0) -> dict:
     """Quantus' MaxSensitivity (Yeh et al. 2019): max over ``nr_samples`` uniform perturbations in
     [−radius, radius] of ‖E(x) − E(x')‖ / ‖E(x)‖ (Frobenius norms), for the post-processed base and
-    decoy-range maps. The perturbed images are clipped to [0, 1] before they are explained (Quantus
-    does not clip; our methods require images)."""
+    decoy-range maps of each of ``bases`` (label → (base method, options)). The perturbed images are
+    clipped to [0, 1] before they are explained (Quantus does not clip; our methods require images).
+    Quantus draws the same perturbations for every method (its noise comes from NumPy's global
+    generator, seeded before each), so the decoys of each perturbed image are solved once and shared
+    by the base methods. Returns ``{label: {"base": (N,), "decoy": (N,), "seconds": {...}}}``."""
     import quantus
 
-    net, x, t = _setup(model, profile, indices, targets)
+    net, x, t = _setup(model, profile, weights, indices, targets)
     device = x.device
-    methods = {"base": lambda: baselines.make(base, net, **(options or {})),
-               "decoy": lambda: _enhanced(net, base, options, decoy, seed)}
+    cache: dict = {}
     out = {}
-    for name, make in methods.items():
-        method = make()
+    for label, (base, options) in bases.items():
+        methods = {"base": baselines.make(base, net, **(options or {})),
+                   "decoy": _enhanced(net, base, options, decoy, seed, cache=cache)}
+        out[label] = {"seconds": {}}
+        for name, method in methods.items():
+            def explain(model, inputs, targets, method=method, **kwargs):
+                inputs = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device).clamp(0, 1)
+                with torch.random.fork_rng():
+                    torch.manual_seed(seed)
+                    maps = method.attribute(inputs, target=torch.as_tensor(np.asarray(targets)).to(device))
+                return postprocess(maps)[:, None].numpy()
 
-        def explain(model, inputs, targets, **kwargs):
-            inputs = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device).clamp(0, 1)
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                maps = method.attribute(inputs, target=torch.as_tensor(np.asarray(targets)).to(device))
-            return postprocess(maps)[:, None].numpy()
-
-        np.random.seed(seed)  # Quantus draws its noise from NumPy's global generator
-        metric = quantus.MaxSensitivity(nr_samples=nr_samples, lower_bound=radius, disable_warnings=True,
-                                        display_progressbar=False)
-        start = time.perf_counter()
-        scores = metric(model=net, x_batch=x.cpu().numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain,
-                        device=str(device), batch_size=len(x))
-        out[name] = torch.as_tensor(np.asarray(scores, dtype=np.float64))
-        out[f"{name}_seconds"] = time.perf_counter() - start
+            np.random.seed(seed)  # Quantus draws its noise from NumPy's global generator
+            metric = quantus.MaxSensitivity(nr_samples=nr_samples, lower_bound=radius, disable_warnings=True,
+                                            display_progressbar=False)
+            start = time.perf_counter()
+            scores = metric(model=net, x_batch=x.cpu().numpy(), y_batch=t.numpy(), a_batch=None, explain_func=explain,
+                            device=str(device), batch_size=len(x))
+            out[label][name] = torch.as_tensor(np.asarray(scores, dtype=np.float64))
+            out[label]["seconds"][name] = time.perf_counter() - start
     return out
 
 
-def randomisation(model: str, profile: str, indices: list[int], targets: list[int], base: str, options: dict | None,
-                  decoy: dict, seed: int = 0) -> dict:
+def randomisation(model: str, profile: str, weights: str, indices: list[int], targets: list[int], base: str,
+                  options: dict | None, decoy: dict, seed: int = 0) -> dict:
     """Cascading randomisation (Adebayo et al. 2018) of the post-processed base and decoy-range maps:
-    per stage, the layer down to which weights are random and the similarities to the trained model's maps."""
-    net, x, t = _setup(model, profile, indices, targets)
+    per stage, the layer down to which weights are random and the similarities to the trained model's
+    maps. The decoys depend only on F_ℓ: they are solved again only at the stages that changed it."""
+    net, x, t = _setup(model, profile, weights, indices, targets, fold=False)
     device = x.device
+    cache: dict = {}
 
     def base_maps(m, inputs, targets):
         with torch.random.fork_rng():
@@ -188,7 +224,7 @@ def randomisation(model: str, profile: str, indices: list[int], targets: list[in
             return postprocess(baselines.make(base, m, **(options or {})).attribute(inputs, target=targets))
 
     def decoy_maps(m, inputs, targets):
-        return postprocess(_enhanced(m, base, options, decoy, seed).attribute(inputs, target=targets))
+        return postprocess(_enhanced(m, base, options, decoy, seed, cache=cache).attribute(inputs, target=targets))
 
     out = {}
     for name, explain in (("base", base_maps), ("decoy", decoy_maps)):
@@ -196,4 +232,30 @@ def randomisation(model: str, profile: str, indices: list[int], targets: list[in
         rows = sanity.cascading_randomisation(net, x, t.to(device), explain, seed=seed)
         out[name] = [{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()} for row in rows]
         out[f"{name}_seconds"] = time.perf_counter() - start
+    out["decoy_solves"] = len(cache)
     return out
+
+
+def mean_interval(differences, level: float = 0.95) -> dict:
+    """Mean of paired per-image differences (NaNs dropped) and its Student-t interval at ``level``:
+    ``{"mean difference", "ci_low", "ci_high", "n"}`` (the interval is NaN for fewer than 2 values)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return {"mean difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+    return {"mean difference": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half),
+            "n": int(len(d))}
+
+
+def median_interval(differences, level: float = 0.95, seed: int = 0) -> dict:
+    """Median of paired per-image differences (NaNs dropped) and its bootstrap percentile interval at
+    ``level`` (2,000 seeded resamples): ``{"median difference", "ci_low", "ci_high", "n"}``."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return {"median difference": float(np.median(d)) if len(d) else math.nan, "ci_low": math.nan,
+                "ci_high": math.nan, "n": int(len(d))}
+    ci = stats.bootstrap((d,), np.median, confidence_level=level, n_resamples=2000, method="percentile",
+                         random_state=np.random.default_rng(seed)).confidence_interval
+    return {"median difference": float(np.median(d)), "ci_low": float(ci.low), "ci_high": float(ci.high), "n": int(len(d))}

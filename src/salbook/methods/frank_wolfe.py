@@ -142,18 +142,23 @@ def _fill(priority: torch.Tensor, mass: float, caps: torch.Tensor) -> torch.Tens
 
 def _l2_oracle(g: torch.Tensor, eps: float, room: torch.Tensor, iterations: int = 60) -> torch.Tensor:
     """−clip(t·g, room) with the largest t ≥ ε/‖g‖ that keeps ‖·‖₂ ≤ ε (t = ε/‖g‖ without a box)."""
+    size = g.abs()
+
+    def length(t):  # ‖clip(t·g, room)‖₂: the sign does not change it
+        return (t * size).minimum(room).norm(dim=1, keepdim=True)
+
     def step(t):
-        return -g.sign() * (t * g.abs()).minimum(room)
+        return -g.sign() * (t * size).minimum(room)
 
     t_low = eps / g.norm(dim=1, keepdim=True).clamp_min(_TINY)
     if torch.isinf(room).all():
         return step(t_low)
-    t_high = (room / g.abs()).masked_fill(g == 0, 0).amax(1, keepdim=True).clamp_min(t_low)  # every entry clipped
+    t_high = (room / size).masked_fill(g == 0, 0).amax(1, keepdim=True).clamp_min(t_low)  # every entry clipped
     for _ in range(iterations):  # geometric bisection: t spans orders of magnitude
         t = (t_low * t_high).sqrt()
-        inside = step(t).norm(dim=1, keepdim=True) <= eps
+        inside = length(t) <= eps
         t_low, t_high = torch.where(inside, t, t_low), torch.where(inside, t_high, t)
-    return step(torch.where(step(t_high).norm(dim=1, keepdim=True) <= eps, t_high, t_low))
+    return step(torch.where(length(t_high) <= eps, t_high, t_low))
 
 
 def frank_wolfe(model, inputs: torch.Tensor, target=None, *, norm: str = "l1q", eps: float, steps: int = 30,

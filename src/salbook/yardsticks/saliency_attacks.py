@@ -27,6 +27,7 @@ SS = ‖E(x) − E(x̂)‖₂ / ‖x − x̂‖₂, lower is better.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 
@@ -115,8 +116,9 @@ class SaliencyAttack:
 
 
 def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", target=None, eps: float = 8 / 255,
-                    step_size: float = 1 / 255, steps: int = 100, saliency: str = "gradient", k: int | None = None,
-                    corner: int | None = None, beta: float = 10.0, progress: bool = True) -> SaliencyAttack:
+                    step_size: float = 1 / 255, steps: int = 100, saliency: str = "gradient",
+                    saliency_options: dict | None = None, k: int | None = None, corner: int | None = None,
+                    beta: float = 10.0, progress: bool = True) -> SaliencyAttack:
     """Ghorbani et al.'s attack ``kind`` (``"topk"``, ``"targeted"`` or ``"mass_center"``) on the map
     ``saliency`` (a :data:`SALIENCY` name) of class ``target`` (default: the predicted label).
 
@@ -124,6 +126,8 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", 
         model: classifier in eval mode, returning logits for inputs in [0, 1].
         inputs: ``(N, C, H, W)`` images in [0, 1].
         eps: the L∞ budget (pixel units); step_size: α; steps: iterations.
+        saliency_options: keyword arguments of the saliency function (``samples`` and ``noise`` of
+            :func:`smoothgrad_saliency`, ``steps`` of :func:`integrated_gradients_saliency`).
         k: top-k size (default: :data:`TOPK_SHARE` of the pixels).
         corner: side of the targeted square (default: :data:`CORNER_SHARE` of the side, ≥ 1).
         beta: the softplus surrogate's β.
@@ -135,7 +139,7 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", 
         raise ValueError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCY)}")
     if not eps > 0 or not step_size > 0 or steps < 1:
         raise ValueError(f"eps and step_size must be > 0 and steps ≥ 1, got {eps}, {step_size}, {steps}")
-    explain = SALIENCY[saliency]
+    explain = functools.partial(SALIENCY[saliency], **(saliency_options or {}))
     x = inputs.detach().to(next(model.parameters()).device)
     with torch.no_grad():
         label = model(x).argmax(1)
