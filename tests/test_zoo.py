@@ -111,6 +111,8 @@ def test_cache_key_depends_on_recipe_and_profile(tiny_recipe):
     other = dataclasses.replace(tiny_recipe, seed=1)
     assert zoo.cache_key(tiny_recipe, "smoke") != zoo.cache_key(other, "smoke")
     assert zoo.cache_key(tiny_recipe, "smoke") != zoo.cache_key(tiny_recipe, "cpu")
+    longer_full = dataclasses.replace(tiny_recipe, epochs={"smoke": 1, "full": 99})
+    assert zoo.cache_key(longer_full, "smoke") == zoo.cache_key(tiny_recipe, "smoke")  # other profiles' values don't count
 
 
 def test_weights_load_with_weights_only(tiny_recipe):
