@@ -1,6 +1,11 @@
-"""The PertMap benchmark grid: the maps of one method for one batch of CIFAR-10 test images, as a job
-of :mod:`salbook.jobs`. The benchmark notebook splits its images into batches and runs every
-(method, batch) pair, here or on a Ray cluster; a killed run resumes with the batches not yet done.
+"""The PertMap benchmark grid as jobs of :mod:`salbook.jobs`: the maps of one method for one batch of
+CIFAR-10 test images, and the test-set predictions both PertMap chapters choose their images from.
+The benchmark notebook splits its images into batches and runs every (method, batch) pair, here or on
+a Ray cluster; a killed run resumes with the batches not yet done.
+
+Every job names the model's weights (its card's ``weights_sha256``), so a retrained model never
+reuses results computed with other weights. Inside a job the network runs channels-last (the faster
+layout for convolutions; the maps agree with the default layout up to float rounding).
 """
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from ..methods import baselines
 from ..methods.pertmap import LPPertMap, StochasticPertMap
 
 PERTMAP = {"stochastic_pertmap": StochasticPertMap, "lp_pertmap": LPPertMap}
+# Captum's occlusion evaluates 64 windows of every image in one pass: one image per call keeps a CPU's
+# passes small enough to stay in cache (the maps are the same)
+ONE_IMAGE_PER_CALL_ON_CPU = ("occlusion",)
 
 
 def explainer(method: str, model: torch.nn.Module, options: dict | None = None):
@@ -22,19 +30,37 @@ def explainer(method: str, model: torch.nn.Module, options: dict | None = None):
     return baselines.make(method, model, **(options or {}))
 
 
-def method_maps(model: str, profile: str, method: str, options: dict | None, indices: list[int],
+def network(model: str, profile: str, weights: str) -> torch.nn.Module:
+    """Zoo model ``model``, channels-last, after checking that its weights are the ones named."""
+    trained = zoo.get(model, profile)
+    if trained.card["weights_sha256"] != weights:
+        raise ValueError(f"{model} ({profile}) now has weights {trained.card['weights_sha256'][:12]}…, not {weights[:12]}…: "
+                         "pass zoo.get(...).card['weights_sha256'] of the model to use")
+    return trained.model.to(memory_format=torch.channels_last)
+
+
+def test_predictions(model: str, profile: str, weights: str) -> dict:
+    """Predicted class of every CIFAR-10 test image (``pred``), by zoo model ``model`` with ``weights``."""
+    net = network(model, profile, weights)
+    with torch.no_grad():
+        return {"pred": zoo.predict_proba(net, data.cifar10("test").x, batch_size=64).argmax(1)}
+
+
+def method_maps(model: str, profile: str, weights: str, method: str, options: dict | None, indices: list[int],
                 targets: list[int]) -> dict:
     """Raw maps of ``method`` for the CIFAR-10 test images ``indices`` and classes ``targets``, the
     seconds they took, and for LP PertMap its boxes (``upper``, ``lower``) and slacks."""
     if len(indices) != len(targets):
         raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
-    net = zoo.get(model, profile).model
+    net = network(model, profile, weights)
     device = config.default_device()
     x = data.to_input(data.cifar10("test").x[list(indices)], device)
     e = explainer(method, net, options)
+    target = torch.as_tensor(targets, device=device)
+    per_call = 1 if method in ONE_IMAGE_PER_CALL_ON_CPU and device.type == "cpu" else len(x)
     start = time.perf_counter()
-    maps = e.attribute(x, target=torch.as_tensor(targets, device=device))
-    result = {"maps": maps.detach().cpu(), "seconds": time.perf_counter() - start}
+    maps = torch.cat([e.attribute(xs, target=ts).detach().cpu() for xs, ts in zip(x.split(per_call), target.split(per_call))])
+    result = {"maps": maps.contiguous(), "seconds": time.perf_counter() - start}
     for name in ("upper", "lower", "slack"):
         if getattr(e, name, None) is not None:
             result[name] = getattr(e, name)
