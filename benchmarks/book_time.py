@@ -44,7 +44,12 @@ def main() -> None:
     parser.add_argument("--allow-dirty", action="store_true", help="run even if this checkout has uncommitted changes")
     parser.add_argument("--retrain", action="store_true", help="train every model (SALBOOK_RETRAIN=1)")
     parser.add_argument("--no-copy", action="store_true", help="do not copy the run records back into results/")
+    parser.add_argument("--from-timings", type=Path, default=None,
+                        help="summarise a timings file of chapters run elsewhere (benchmarks/gpu_book.sh) instead")
+    parser.add_argument("--commit", default=None, help="with --from-timings: the commit those runs declared")
     args = parser.parse_args()
+    if args.from_timings:
+        return from_timings(args)
 
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.strip()
@@ -88,13 +93,30 @@ def main() -> None:
     print(f"book in {total:.0f} s wall ({args.profile}); install {install} s → {out}")
 
 
-def summarise(events: list[dict], total: float, install: float | None, args, commit: str, python: Path) -> dict:
+def from_timings(args) -> None:
+    """book_time-<profile>.json from the timings of chapters run as scripts on a lent GPU, one call per
+    group: the total is the sum of the chapters' times (the calls' start-up and transfers excluded)."""
+    events = timings.read(args.from_timings)
+    notebooks = [e for e in events if e["kind"] == "notebook"]
+    total = round(sum(e["seconds"] for e in notebooks), 1)
+    args.executor, args.retrain = "salbook.scripted, one chapter after another", False
+    record = summarise(events, total, None, args, args.commit or "unknown", device=events[0].get("device", "unknown"))
+    record["benchmark"] = ("every chapter of the book run as a script (salbook.scripted) on a lent GPU, group by group "
+                           "(benchmarks/gpu_book.sh); total: the sum of the chapters' times; no HTML build")
+    out = ROOT / "benchmarks" / "results" / f"book_time-{args.profile}.json"
+    write_json(out, record)
+    print(f"{len(notebooks)} chapters, {total:.0f} s → {out}")
+
+
+def summarise(events: list[dict], total: float, install: float | None, args, commit: str, python: Path | None = None,
+              device: str | None = None) -> dict:
     """The timing record: totals, and the events grouped by kind."""
     by_kind = defaultdict(list)
     for e in events:
         by_kind[e["kind"]].append(e)
-    device = subprocess.run([str(python), "-c", "from salbook import config; print(config.device_name())"],
-                            capture_output=True, text=True).stdout.strip()
+    if device is None:
+        device = subprocess.run([str(python), "-c", "from salbook import config; print(config.device_name())"],
+                                capture_output=True, text=True).stdout.strip()
     return {
         "benchmark": "the whole book from a fresh clone with an empty data cache: datasets decoded, models trained "
                      "or loaded from committed checkpoints, every notebook executed, the HTML built",

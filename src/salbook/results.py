@@ -78,6 +78,7 @@ class RunRecord:
             "torch": torch.__version__,
             "data_source": self.data_sources,
             "seconds": round(time.perf_counter() - self._start, 1),
+            "runner": os.environ.get("SALBOOK_RUNNER", "jupyter"),  # "script": salbook.scripted, no figures kept
             "models": zoo.loaded(),
             "metrics": _plain(self.metrics),
             "claims": self.claims,
