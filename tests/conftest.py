@@ -11,6 +11,22 @@ def tmp_data(tmp_path, monkeypatch):
     return tmp_path / "data"
 
 
+@pytest.fixture
+def tmp_models(tmp_path, monkeypatch):
+    """An empty model and job cache for the test that shares the session's decoded datasets
+    (decoding MNIST or CIFAR-10 from the mirror takes tens of seconds; tests of the data layer
+    itself use ``tmp_data``)."""
+    from salbook import config
+
+    shared = config.data_dir() / "datasets"
+    shared.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "datasets").symlink_to(shared, target_is_directory=True)
+    monkeypatch.setenv("SALBOOK_DATA", str(root))
+    return root
+
+
 class Linear(nn.Module):
     """A tiny classifier on (N, 1, H, W) inputs in [0, 1]: logits = W · flatten(x) + b."""
 

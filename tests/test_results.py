@@ -17,7 +17,9 @@ def test_record_schema_and_atomic_write(tmp_path, monkeypatch):
     path = rec.save()
     assert path == tmp_path / "smoke" / "mpe" / "01_demo.json"
     saved = json.loads(path.read_text())
-    assert set(saved) == {"notebook", "profile", "device", "git_commit", "torch", "data_source", "seconds", "metrics", "claims"}
+    assert set(saved) == {"notebook", "profile", "device", "git_commit", "torch", "data_source", "seconds", "metrics", "claims",
+                          "models", "runner"}
+    assert saved["runner"] in ("jupyter", "script") and isinstance(saved["models"], list)
     assert saved["metrics"] == {"acc": 0.5, "counts": [1, 2]}
     assert saved["claims"][0]["verdict"] == "not reproduced"
     assert results.load("smoke", tmp_path / "smoke")[0]["notebook"] == "mpe/01_demo"

@@ -9,8 +9,9 @@ from salbook.storage import sha256_file
 
 
 @pytest.fixture
-def tiny_recipe(tmp_data, monkeypatch):
-    r = dataclasses.replace(zoo.RECIPES["mnist-cnn2"], name="tiny", epochs={"smoke": 1}, train_size={"smoke": 256}, val_size=100)
+def tiny_recipe(tmp_models, monkeypatch):
+    r = dataclasses.replace(zoo.RECIPES["mnist-cnn2"], name="tiny", epochs={"smoke": 1}, train_size={"smoke": 256}, val_size=100,
+                            batch_size=32, lr=1e-3, schedule="constant")  # eight steps, whatever mnist-cnn2's schedule is
     monkeypatch.setitem(zoo.RECIPES, "tiny", r)
     return r
 
@@ -20,9 +21,9 @@ def test_train_cache_and_card(tiny_recipe, monkeypatch):
     weights, card = zoo.paths("tiny", "smoke")
     assert weights.exists() and card.exists()
     assert json.loads(card.read_text()) | {"origin": "trained"} == first.card
-    for key in ("train_acc", "val_acc", "test_acc", "train_seconds", "device", "data_source", "recipe"):
+    for key in ("train_acc", "val_acc", "test_acc", "test_size", "train_seconds", "device", "data_source", "recipe"):
         assert key in first.card
-    assert 0.3 < first.card["test_acc"] <= 1  # 256 digits, one epoch: far above chance (0.1)
+    assert 0.3 < first.card["test_acc"] <= 1 and first.card["test_size"] == zoo.TEST_SIZE["smoke"]  # far above chance (0.1)
     assert not first.model.training
 
     def fail(*args):
@@ -131,10 +132,12 @@ def test_preprocessing_lives_in_the_model_and_relus_are_distinct(architecture):
     assert model.eval()(x).shape == (2, 10)
 
 
-def test_mean_image_is_set_from_the_training_images(tmp_data, monkeypatch):
+def test_mean_image_is_set_from_the_training_images(tmp_models, monkeypatch):
     r = dataclasses.replace(zoo.RECIPES["cifar-resnet50"], name="tiny-res", epochs={"smoke": 1},
                             train_size={"smoke": 64}, val_size=100)
     monkeypatch.setitem(zoo.RECIPES, "tiny-res", r)
+    monkeypatch.setattr(zoo, "fit", lambda *args, **kw: 0.0)  # the mean is set before training starts
+    monkeypatch.setattr(zoo, "accuracy", lambda *args: 0.0)  # a ResNet-50 on 10,000 test images is not the point
     model = zoo.get("tiny-res", "smoke", device="cpu").model
     from salbook import data
     idx, _ = zoo.split_indices(50000, 100, r.seed)

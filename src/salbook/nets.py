@@ -161,12 +161,6 @@ def cifar_resnet8() -> nn.Sequential:
     return _resnet(_Basic, (1, 1, 1), (16, 32, 64), 16, Normalize(CIFAR_MEAN, CIFAR_STD))
 
 
-def cifar_resnet18() -> nn.Sequential:
-    """ResNet-18 (four stages of two basic blocks, 64-512 channels) with a 3×3 stride-1 stem and
-    per-channel normalisation: the ROAR chapter's ``full``-profile network."""
-    return _resnet(_Basic, (2, 2, 2, 2), (64, 128, 256, 512), 64, Normalize(CIFAR_MEAN, CIFAR_STD))
-
-
 VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
@@ -189,7 +183,6 @@ ARCHITECTURES = {
     "mnist_cnn2": mnist_cnn2,
     "cifar_cnn4": cifar_cnn4,
     "cifar_resnet8": cifar_resnet8,
-    "cifar_resnet18": cifar_resnet18,
     "cifar_resnet50": cifar_resnet50,
     "cifar_vgg16_bn": cifar_vgg16_bn,
 }
