@@ -2,7 +2,9 @@
 
 The MPE paper states MCMPE costs O(|D|·n·c): one forward pass plus bookkeeping. We measure the ratio
   time(mpe_table over D) / time(softmax forward pass over D)
-side by side, alternating the two, and report the median of ``--repeats`` pairs. Goal: ≤ 1.5.
+side by side, alternating the two, and report the median of ``--repeats`` pairs. Goal: ≤ 1.5. The
+forward pass is the one the table makes (same batches, channels-last input), so the ratio is the
+cost of the bookkeeping alone.
 
     python benchmarks/mpe_table.py [--dataset mnist|cifar10|all] [--profile cpu] [--repeats 3]
 
@@ -17,9 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from salbook import config, data, zoo
 from salbook.methods import mpe_table
+from salbook.methods.mpe import _channels_last_input
 from salbook.results import git_commit
 from salbook.storage import write_json
 
@@ -31,7 +35,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="all", choices=["mnist", "cifar10", "all"])
     parser.add_argument("--profile", default=None)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     profile = config.resolve_profile(args.profile)
     for dataset in MODELS if args.dataset == "all" else [args.dataset]:
@@ -44,7 +48,7 @@ def benchmark(dataset: str, profile: str, repeats: int, batch_size: int) -> None
     pairs = []
     for _ in range(repeats):
         start = time.perf_counter()
-        zoo.predict_proba(model, train.x, batch_size=batch_size)
+        forward_pass(model, train.x, batch_size)
         inference = time.perf_counter() - start
         start = time.perf_counter()
         mpe_table(model, train.x, batch_size=batch_size, progress=False)
@@ -61,6 +65,14 @@ def benchmark(dataset: str, profile: str, repeats: int, batch_size: int) -> None
         "git_commit": git_commit(), "data_source": train.source, "batch_size": batch_size,
     })
     print(f"{dataset}: median ratio {ratio:.3f} (goal ≤ 1.5) → {out}")
+
+
+@torch.inference_mode()
+def forward_pass(model: torch.nn.Module, x, batch_size: int) -> None:
+    """The softmax forward pass of ``mpe_table`` alone."""
+    device = next(model.parameters()).device
+    for start in range(0, len(x), batch_size):
+        F.softmax(model(_channels_last_input(x[start:start + batch_size], device)), dim=1).double().cpu()
 
 
 if __name__ == "__main__":

@@ -40,3 +40,24 @@ def test_bad_arguments(brightness):
         salt_and_pepper_attack(brightness, x, 0, torch.zeros(1, 4), torch.zeros(1, 2, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="budget"):
         salt_and_pepper_attack(brightness, x, 0, torch.zeros(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool), budget=5)
+
+
+def test_stopping_at_success_and_blocks_do_not_change_the_result(cnn):
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 3, 16, 16, generator=gen)
+    with torch.no_grad():
+        label = cnn(x).argmax(1)
+    scores, salt = torch.rand(6, 16, 16, generator=gen), torch.rand(6, 16, 16, generator=gen) < 0.5
+    whole = salt_and_pepper_attack(cnn, x, label, scores, salt, budget=40, until_success=False, progress=False)
+    assert not whole.probs.isnan().any()
+    assert whole.success.any() and not whole.success.all()  # the case tests both outcomes
+    for block in (1, 3, 64):
+        res = salt_and_pepper_attack(cnn, x, label, scores, salt, budget=40, block=block, batch_size=5, progress=False)
+        assert (res.success == whole.success).all() and (res.n_changed == whole.n_changed).all()
+        assert torch.equal(res.adversarial, whole.adversarial) and torch.equal(res.pixels, whole.pixels)
+        evaluated = ~res.probs[:, :, 0].isnan()
+        torch.testing.assert_close(res.probs[evaluated], whole.probs[evaluated])
+        for k in range(6):  # every prefix up to the first change of label is evaluated
+            assert evaluated[k, : whole.n_changed[k] + 1].all()
+            if whole.success[k] and block == 1:
+                assert not evaluated[k, whole.n_changed[k] + 1:].any()

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from salbook import data
+
 from salbook.yardsticks.localisation import grabcut_foreground, outside_share
 
 
@@ -22,3 +24,11 @@ def test_outside_share_against_area():
     assert share == {"outside": 0.5, "background_area": 0.5, "n_pixels": 4, "n_images": 1}
     with pytest.raises(ValueError, match="uint8 RGB"):
         grabcut_foreground(np.zeros((1, 8, 8), np.uint8))
+
+
+def test_a_mask_does_not_depend_on_the_other_images():
+    images = data.cifar10("test").x[[2, 5, 8]]  # images whose GrabCut mask depends on the random start
+    assert not np.array_equal(grabcut_foreground(images, seed=0), grabcut_foreground(images, seed=1))
+    together = grabcut_foreground(images)
+    for k in range(3):
+        assert np.array_equal(grabcut_foreground(images[k:k + 1])[0], together[k])

@@ -16,10 +16,11 @@ def tiny(linear_model, rng):
     return model, x
 
 
-def brute_force_mpe(model, x, z):
-    """Eq. 4 literally: for each z, i: average f(x) over the x in D with x_i = z_i."""
+def brute_force_mpe(model, x, z, inputs=None):
+    """Eq. 4 literally: for each z, i: average f(x) over the x in D with x_i = z_i (x, z flattened in
+    the order given; ``inputs``: the model inputs of x when x is not in data layout)."""
     with torch.no_grad():
-        f = torch.softmax(model(data.to_input(x)), 1).double().numpy()
+        f = torch.softmax(model(data.to_input(x) if inputs is None else inputs), 1).double().numpy()
     xf, zf = x.reshape(len(x), -1), z.reshape(len(z), -1)
     out = np.full((len(z), xf.shape[1], f.shape[1]), np.nan)
     for k in range(len(z)):
@@ -120,3 +121,32 @@ def test_mpe_attack_plan_scores_pixels_by_their_best_channel(linear_model, rng):
     mean = table.mean()  # salt where white supports class 0 less than black, on average over channels
     white, black = mean[:, 255, 0].view(3, 2, 2).mean(0), mean[:, 0, 0].view(3, 2, 2).mean(0)
     assert torch.equal(salt[0], white < black)
+
+
+def test_rgb_table_follows_the_model_input_order(linear_model, rng):
+    """RGB images are fed channels-last; the table's dimensions must still be the (C, H, W) entries."""
+    torch.manual_seed(2)
+    model = linear_model(torch.randn(3, 2 * 2 * 3) * 3)
+    x = rng.choice(np.array([0, 90, 255], np.uint8), size=(30, 2, 2, 3))
+    table = mpe_table(model, x, batch_size=4, progress=False)
+    assert table.input_shape == (3, 2, 2)
+    np.testing.assert_allclose(table.mpe(x[:6]).numpy(), brute_force_mpe_chw(model, x, x[:6]), atol=1e-6)
+
+
+def brute_force_mpe_chw(model, x, z):
+    return brute_force_mpe(model, x.transpose(0, 3, 1, 2).copy(), z.transpose(0, 3, 1, 2).copy(),
+                           inputs=data.to_input(x))
+
+
+def test_class_mpe_is_the_target_column_of_mpe(tiny, rng):
+    model, x = tiny
+    table = mpe_table(model, x, progress=False)
+    z = np.concatenate([x[:4], rng.choice(np.array([0, 100], np.uint8), size=(2, 2, 3))])  # 100: unseen
+    target = np.array([0, 1, 2, 0, 1, 2])
+    full = table.mpe(z)
+    got = table.class_mpe(z, target)
+    assert got.shape == (6, 6)
+    torch.testing.assert_close(got, full[torch.arange(6), :, torch.as_tensor(target)], equal_nan=True)
+    assert table.mean() is table.mean()  # computed once
+    with pytest.raises(ValueError, match="target classes"):
+        table.class_mpe(z, 3)

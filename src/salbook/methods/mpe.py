@@ -18,7 +18,7 @@ integers 0..255; model inputs are those values divided by 255.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,11 +36,13 @@ class MPETable:
     """Sufficient statistics of MCMPE over a sampling set ``D``.
 
     ``sums[i, v, j]`` = Σ f(x)_j over x ∈ D with x_i = v;  ``counts[i, v]`` = #{x ∈ D : x_i = v}.
+    The conditional means and typical samples derived from them are computed once and kept.
     """
 
     sums: torch.Tensor  # (n, 256, c) float64
     counts: torch.Tensor  # (n, 256) int64
     input_shape: tuple  # (C, H, W) of one model input
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_dims(self) -> int:
@@ -52,12 +54,21 @@ class MPETable:
 
     def mean(self) -> torch.Tensor:
         """M̄[i, v, j] = conditional mean of f(x)_j given x_i = v (NaN where the value is unseen)."""
-        return self.sums / self.counts.unsqueeze(-1)  # 0/0 = NaN marks unseen values
+        if "mean" not in self._memo:
+            self._memo["mean"] = self.sums / self.counts.unsqueeze(-1)  # 0/0 = NaN marks unseen values
+        return self._memo["mean"]
 
     def mpe(self, z: np.ndarray | torch.Tensor) -> torch.Tensor:
         """MCMPE (eq. 4) of uint8 images ``z`` ``(N, H, W[, C])``: a float64 tensor ``(N, n, c)``."""
         values = _flat_values(z, self.input_shape)
-        return _gather(self.mean(), values)
+        return self.mean().view(self.n_dims * LEVELS, -1)[values + self._offsets()]
+
+    def class_mpe(self, z: np.ndarray | torch.Tensor, target) -> torch.Tensor:
+        """MCMPE of one class per image: ``(N, n)`` float64, ``out[k, i] = M̂(f, z_k)[i, target_k]``.
+
+        The same numbers as ``mpe(z)[k, :, target_k]`` without building the ``(N, n, c)`` array."""
+        values = _flat_values(z, self.input_shape)
+        return self._gather_class(values, as_targets(target, len(values), self.n_classes))
 
     def to_images(self, values: torch.Tensor) -> np.ndarray:
         """Flat uint8 values ``(N, n)`` in model-input order → uint8 images in data layout."""
@@ -69,44 +80,64 @@ class MPETable:
         Following §4.1, a value ``v`` is eligible for dimension ``i`` only if at least ``min_count``
         samples of ``D`` take it ("at least 200 samples for the value").
         """
-        eligible = self.counts >= min_count
-        starved = (~eligible.any(1)).nonzero().flatten()
-        if len(starved):
-            raise ValueError(
-                f"{len(starved)} input dimensions (e.g. {starved[:5].tolist()}) have no value seen at "
-                f"least {min_count} times in the sampling set: lower min_count or use more samples"
-            )
-        scores = self.mean().masked_fill(~eligible.unsqueeze(-1), -torch.inf)
-        return scores.argmax(dim=1).T.to(torch.uint8)
+        key = ("typical", min_count)
+        if key not in self._memo:
+            eligible = self.counts >= min_count
+            starved = (~eligible.any(1)).nonzero().flatten()
+            if len(starved):
+                raise ValueError(
+                    f"{len(starved)} input dimensions (e.g. {starved[:5].tolist()}) have no value seen at "
+                    f"least {min_count} times in the sampling set: lower min_count or use more samples"
+                )
+            scores = self.mean().masked_fill(~eligible.unsqueeze(-1), -torch.inf)
+            self._memo[key] = scores.argmax(dim=1).T.to(torch.uint8)
+        return self._memo[key]
+
+    def _offsets(self) -> torch.Tensor:
+        return torch.arange(self.n_dims) * LEVELS
+
+    def _gather_class(self, values: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``out[k, i] = M̄[i, values[k, i], targets[k]]`` for flat values ``(N, n)``."""
+        return self.mean().view(self.n_dims * LEVELS, -1)[values + self._offsets(), targets[:, None]]
 
 
-@torch.no_grad()
-def mpe_table(model: torch.nn.Module, x: np.ndarray, batch_size: int = 1000, progress: bool = True) -> MPETable:
+@torch.inference_mode()
+def mpe_table(model: torch.nn.Module, x: np.ndarray, batch_size: int = 128, progress: bool = True) -> MPETable:
     """Build the MCMPE table over sampling set ``x`` (uint8 ``(N, H, W[, C])``, e.g. the training set).
 
     One forward pass over ``x`` (``softmax`` of the model's logits) and a scatter-add of each sample's
     probability vector into the rows ``(i, x_i)`` of every dimension ``i``: O(|D|·n·c), as the paper says.
+    The forward pass reads the images in their channels-last data layout, in batches of 128: on a
+    CPU both are faster (up to 2×) than channels-first batches of 1,000.
     """
     if len(x) == 0:
         raise ValueError("the sampling set is empty")
     device = next(model.parameters()).device
-    first = data.to_input(x[:1])
-    n = first[0].numel()
+    shape = data.nchw(x[:1]).shape[1:]
+    n = int(np.prod(shape))
     sums = torch.zeros(n * LEVELS, 0, dtype=torch.float64)
     counts = torch.zeros(n * LEVELS, dtype=torch.int64)
     offsets = torch.arange(n) * LEVELS
     for start in tqdm(range(0, len(x), batch_size), desc="MPE table", disable=not progress):
         chunk = x[start:start + batch_size]
-        probs = F.softmax(model(data.to_input(chunk, device)), dim=1).double().cpu()
+        probs = F.softmax(model(_channels_last_input(chunk, device)), dim=1).double().cpu()
         if sums.shape[1] == 0:
             sums = torch.zeros(n * LEVELS, probs.shape[1], dtype=torch.float64)
-        rows = (_flat_values(chunk, first.shape[1:]) + offsets).T.contiguous()  # (n, B): dimension-major
+        rows = (_flat_values(chunk, shape) + offsets).T.contiguous()  # (n, B): dimension-major
         # dimension-major order keeps each dimension's 256 × c block in cache while it is updated;
         # the broadcast avoids materialising n copies of the probabilities (≈ 6× faster than a
         # sample-major index_add_ on CIFAR-10)
         sums.index_put_((rows,), probs[None].expand(n, -1, -1), accumulate=True)
         counts += torch.bincount(rows.flatten(), minlength=n * LEVELS)
-    return MPETable(sums.view(n, LEVELS, -1), counts.view(n, LEVELS), tuple(first.shape[1:]))
+    return MPETable(sums.view(n, LEVELS, -1), counts.view(n, LEVELS), tuple(shape))
+
+
+def _channels_last_input(x: np.ndarray, device) -> torch.Tensor:
+    """uint8 images ``(N, H, W[, C])`` → model input ``(N, C, H, W)`` in [0, 1], stored channels-last
+    (the data layout itself, so no copy is made before the conversion to float)."""
+    t = torch.from_numpy(np.asarray(x))
+    t = t[:, None] if t.ndim == 3 else t.permute(0, 3, 1, 2)
+    return t.to(device).float().div_(LEVELS - 1)
 
 
 @torch.no_grad()
@@ -152,9 +183,7 @@ class MPE:
             raise ValueError("MPE needs discrete inputs: values must be multiples of 1/255 (uint8 / 255)")
         values = levels.round().long().flatten(1)
         targets = as_targets(target, len(inputs), self.table.n_classes)
-        m = _gather(self.table.mean(), values)  # (N, n, c)
-        picked = m[torch.arange(len(inputs)), :, targets]
-        return picked.view(inputs.shape).to(inputs.dtype)
+        return self.table._gather_class(values, targets).view(inputs.shape).to(inputs.dtype)
 
 
 def correction_arms(table: MPETable, z: np.ndarray, target: np.ndarray, min_count: int = 200,
@@ -167,10 +196,9 @@ def correction_arms(table: MPETable, z: np.ndarray, target: np.ndarray, min_coun
     U(0, 1) on the image's discrete grid). Feed each pair to ``yardsticks.closed_loop_correction``.
     """
     shape = (len(z), *table.input_shape)
-    targets = torch.as_tensor(target, dtype=torch.long)
+    targets = as_targets(target, len(z), table.n_classes)
     gen = torch.Generator().manual_seed(seed)
-    mpe_scores = table.mpe(z)[torch.arange(len(z)), :, targets]
-    mpe_scores = mpe_scores.nan_to_num(nan=torch.inf).float().view(shape)  # unseen values tried last
+    mpe_scores = table.class_mpe(z, targets).nan_to_num(nan=torch.inf).float().view(shape)  # unseen values tried last
     rand_scores = torch.rand(shape, generator=gen)
     typical = table.typical_sample(min_count)[targets].float().div(LEVELS - 1).view(shape)
     rand_values = torch.randint(0, LEVELS, shape, generator=gen).float().div(LEVELS - 1)
@@ -191,12 +219,12 @@ def mpe_attack_plan(table: MPETable, z: np.ndarray, label) -> tuple[torch.Tensor
     of M̄[i, 255, label] < M̄[i, 0, label]), pepper otherwise — the choice is made from MPE alone.
     Returns ``(pixel_scores, salt)``, both shaped ``(N, H, W)``.
     """
-    labels = torch.as_tensor(np.asarray(label), dtype=torch.long)
+    labels = as_targets(np.asarray(label), len(z), table.n_classes)
     c, h, w = table.input_shape
-    idx = torch.arange(len(z))
-    scores = table.mpe(z)[idx, :, labels].view(len(z), c, h, w).nan_to_num(nan=-torch.inf).amax(1)
-    mean = table.mean()[:, :, labels].permute(2, 0, 1).view(len(z), c, h, w, LEVELS)  # (N, C, H, W, 256)
-    salt = mean[..., LEVELS - 1].nanmean(1) < mean[..., 0].nanmean(1)
+    scores = table.class_mpe(z, labels).view(len(z), c, h, w).nan_to_num(nan=-torch.inf).amax(1)
+    mean = table.mean()
+    white, black = (mean[:, v, :][:, labels].T.reshape(len(z), c, h, w) for v in (LEVELS - 1, 0))  # (N, C, H, W)
+    salt = white.nanmean(1) < black.nanmean(1)
     return scores.float(), salt
 
 
@@ -206,9 +234,3 @@ def _flat_values(z: np.ndarray | torch.Tensor, input_shape: tuple) -> torch.Tens
     if flat.shape[1] != int(np.prod(input_shape)):
         raise ValueError(f"images of shape {tuple(np.shape(z))[1:]} do not match the table's input {input_shape}")
     return flat
-
-
-def _gather(mean: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``out[k, i, :] = mean[i, values[k, i], :]``."""
-    n = mean.shape[0]
-    return mean.view(n * LEVELS, -1)[values + torch.arange(n) * LEVELS]

@@ -19,7 +19,8 @@ def grabcut_foreground(images: np.ndarray, margin: int = 2, scale: int = 4, iter
     Each image is upsampled ``scale`` times (GrabCut's colour models need more than 32×32 pixels),
     segmented with a rectangle ``margin`` original pixels inside the border, and the mask is brought
     back to the original grid by area averaging (a pixel is object if most of it is). GrabCut finds
-    no object in some images (an empty mask); callers should skip those.
+    no object in some images (an empty mask); callers should skip those. GrabCut's random generator
+    is reseeded with ``seed`` before each image, so an image's mask does not depend on the others.
     """
     import cv2
 
@@ -29,7 +30,6 @@ def grabcut_foreground(images: np.ndarray, margin: int = 2, scale: int = 4, iter
     n, h, w, _ = images.shape
     if not 0 < margin < min(h, w) // 2:
         raise ValueError(f"margin must lie in 1..{min(h, w) // 2 - 1}, got {margin}")
-    cv2.setRNGSeed(seed)
     masks = np.zeros((n, h, w), bool)
     m = margin * scale
     rect = (m, m, w * scale - 2 * m, h * scale - 2 * m)
@@ -37,6 +37,7 @@ def grabcut_foreground(images: np.ndarray, margin: int = 2, scale: int = 4, iter
         big = cv2.resize(images[k], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)[..., ::-1].copy()
         mask = np.zeros(big.shape[:2], np.uint8)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.setRNGSeed(seed)
         cv2.grabCut(big, mask, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
         fg = ((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)).astype(np.float32)
         masks[k] = cv2.resize(fg, (w, h), interpolation=cv2.INTER_AREA) > 0.5
