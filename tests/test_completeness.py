@@ -71,6 +71,33 @@ def test_alpha_and_beta_follow_the_thesis_formulas():
     assert cs.completeness(model, X, 0, BEST, fill="zero", step=1) == pytest.approx([alpha[0]])
 
 
+def test_one_map_shared_by_all_labels_plays_one_game_per_image():
+    model = Linear2()
+    x = torch.rand(3, 1, 2, 2)
+    labels = cs.all_labels(3, 2)
+    shared = torch.randn(3, 2, 2)
+    once = cs.scores(model, x, labels, shared, fill="mean", step=1, per_label=False)
+    repeated = cs.scores(model, x, labels, shared[:, None].expand(-1, 2, -1, -1), fill="mean", step=1)
+    for key in ("f", "g_auc", "alpha", "beta", "curve"):
+        assert np.allclose(once[key], repeated[key], rtol=1e-12, atol=1e-15)
+    every = cs.game_probabilities(model, x, shared, fill="mean", step=1)
+    assert every.shape == (3, 5, 2) and torch.allclose(every.sum(2), torch.ones(3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="attributions must be"):
+        cs.scores(model, x, labels, shared[:, None].expand(-1, 2, -1, -1), per_label=False)
+
+
+def test_fill_spread_is_the_range_of_the_means_with_a_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.5, 1.0, 400)
+    out = cs.fill_spread({"mean": base, "zero": base - 0.2, "blur": base - 0.05})
+    assert out["spread"] == pytest.approx(0.2) and out["n"] == 400
+    assert out["ci_low"] == pytest.approx(0.2) and out["ci_high"] == pytest.approx(0.2)  # a constant shift
+    noisy = cs.fill_spread({"a": base, "b": rng.uniform(0.5, 1.0, 400)})
+    assert noisy["ci_low"] < noisy["spread"] < noisy["ci_high"]
+    with pytest.raises(ValueError, match="two fills"):
+        cs.fill_spread({"mean": base})
+
+
 def test_the_top_pixels_first_are_more_complete_than_the_reverse_order():
     model, x = Linear2(), torch.full((4, 1, 2, 2), 0.3)
     best, worst = BEST.expand(4, -1, -1), WORST.expand(4, -1, -1)

@@ -42,6 +42,38 @@ def test_ties_are_broken_at_random_but_reproducibly():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_ranks_order_every_image_and_threshold_to_the_top_mask_of_any_fraction():
+    scores = torch.randn(3, 2, 4, 4)
+    rank = roar.ranks(scores, seed=0)
+    assert rank.shape == scores.shape and rank.dtype == torch.int32
+    for row, s in zip(rank.flatten(1), scores.flatten(1)):
+        assert sorted(row.tolist()) == list(range(32))
+        assert torch.equal(s[row.argsort()], s.sort(descending=True).values)  # rank 0 = highest score
+    for t in (0.0, 0.3, 0.5, 1.0):
+        assert torch.equal(roar.mask_from_ranks(rank, t), roar.top_mask(scores, t, seed=0))
+        assert (roar.mask_from_ranks(rank, t).flatten(1).sum(1) == int(t * 32)).all()
+
+
+def test_random_masks_select_exactly_t_of_each_image_uniformly_and_reproducibly():
+    mask = roar.random_mask((400, 1, 5, 5), 0.2, seed=3)
+    assert mask.shape == (400, 1, 5, 5) and (mask.flatten(1).sum(1) == 5).all()
+    assert torch.equal(mask, roar.random_mask((400, 1, 5, 5), 0.2, seed=3))
+    assert not torch.equal(mask, roar.random_mask((400, 1, 5, 5), 0.2, seed=4))
+    share = mask.flatten(1).double().mean(0)  # every entry is chosen with probability t
+    assert share.min() > 0.12 and share.max() < 0.28
+    assert not roar.random_mask((2, 3, 4, 4), 0.0, seed=0).any() and roar.random_mask((2, 3, 4, 4), 1.0, seed=0).all()
+
+
+def test_replace_fills_the_mask_for_roar_and_its_complement_for_kar():
+    x = torch.rand(2, 3, 4, 4)
+    top = torch.zeros(2, 1, 4, 4, dtype=torch.bool)
+    top[:, :, 0, 0] = True
+    fill = torch.tensor([0.1, 0.2, 0.3])
+    removed, kept = roar.replace(x, top, fill=fill), roar.replace(x, top, keep=True, fill=fill)
+    assert torch.equal(removed[:, :, 0, 0], fill.expand(2, 3)) and torch.equal(removed[:, :, 1:], x[:, :, 1:])
+    assert torch.equal(kept[:, :, 0, 0], x[:, :, 0, 0]) and torch.equal(kept[:, :, 1:], fill.view(1, 3, 1, 1).expand(2, 3, 3, 4))
+
+
 def test_bad_inputs_are_refused():
     x = torch.rand(2, 1, 4, 4)
     with pytest.raises(ValueError, match="fraction"):
@@ -52,22 +84,77 @@ def test_bad_inputs_are_refused():
         roar.ranking_scores(torch.full((1, 1, 2, 2), float("nan")))
     with pytest.raises(ValueError, match="unknown transform"):
         roar.ranking_scores(x, "cube")
+    with pytest.raises(ValueError, match="NaN"):
+        roar.ranks(torch.full((1, 1, 2, 2), float("nan")))
+    with pytest.raises(ValueError, match="fraction"):
+        roar.random_mask((1, 1, 2, 2), -0.1, seed=0)
+    with pytest.raises(ValueError, match="random_mask"):
+        grid.retrain("mnist", "mnist-lenet", "smoke", "random", 0.5, False, 0, random_mask="sometimes")
+    with pytest.raises(ValueError, match="granularity"):
+        grid.retrain("mnist", "mnist-lenet", "smoke", "random", 0.5, False, 0, per="patch")
 
 
 def test_a_smoke_retraining_is_deterministic_and_removing_everything_leaves_no_signal():
-    run = lambda fraction, **kw: grid.retrain("mnist", "mnist-lenet", "smoke", "random", fraction, False, 0, **kw)  # noqa: E731
+    run = lambda fraction, **kw: grid.retrain("mnist", "mnist-lenet", "smoke", "random", fraction, False, 0,  # noqa: E731
+                                              train_size=600, test_size=300, **kw)
     clean, again = run(0.3), run(0.3)
     assert clean["test_acc"] == again["test_acc"]
+    assert clean["test_correct"].shape == (300,) and clean["test_correct"].float().mean().item() == pytest.approx(clean["test_acc"])
     # every entry replaced by the mean: all test images are identical, so one class is predicted for all
-    labels = grid._split("mnist", "mnist-lenet", "smoke", "test", None).y
+    labels = grid.images("mnist", "mnist-lenet", "smoke", "test", None, 300).y
     assert run(1.0)["test_acc"] <= torch.bincount(torch.from_numpy(labels)).max().item() / len(labels) + 1e-9
     assert 0 <= run(0.5, random_mask="resampled")["test_acc"] <= 1
+
+
+def test_a_retraining_recipe_can_differ_from_the_zoo_recipe():
+    base = dict(dataset="mnist", model="mnist-lenet", profile="smoke", method="random", fraction=0.0, keep=False, seed=0,
+                train_size=600, test_size=300)
+    plain = grid.retrain(**base)
+    faster = grid.retrain(**base, epochs=2, recipe={"batch_size": 32, "lr": 0.05, "schedule": "onecycle", "nesterov": True})
+    assert faster["test_acc"] != plain["test_acc"]
+    with pytest.raises(TypeError):
+        grid.retrain(**base, recipe={"learning_rate": 0.1})
+
+
+def test_the_training_subset_is_a_prefix_of_the_zoo_models_training_order():
+    small = grid.images("mnist", "mnist-lenet", "smoke", "train", 100, None)
+    default = grid.images("mnist", "mnist-lenet", "smoke", "train", None, None)
+    assert len(small) == 100 and len(default) == 2000  # the zoo recipe's smoke subset
+    assert (small.x == default.x[:100]).all() and (small.y == default.y[:100]).all()
 
 
 def test_attribution_maps_report_their_own_duration():
     import time
 
     t0 = time.perf_counter()
-    out = grid.attribution_maps("mnist", "mnist-lenet", "smoke", "gradient", "test", batch_size=200)
-    assert out["maps"].shape == (500, 1, 28, 28)
+    out = grid.attribution_maps("mnist", "mnist-lenet", "smoke", "gradient", "test", test_size=300, batch_size=200)
+    assert out["maps"].shape == (300, 1, 28, 28)
     assert 0 < out["seconds"] <= time.perf_counter() - t0
+
+
+def test_the_smoothgrad_family_comes_from_one_draw_of_noisy_gradients():
+    args = dict(dataset="mnist", model="mnist-lenet", profile="smoke", split="test", options={"samples": 4},
+                test_size=40)
+    sg, sq, var = (grid.attribution_maps(method=m, **args)["maps"] for m in ("smoothgrad", "smoothgrad_sq", "vargrad"))
+    assert torch.allclose(var, sq - sg.square()) and (var >= -1e-6).all() and (sq >= 0).all()
+    # no noise: every sample is the plain gradient, its variance is zero
+    args["options"] = {"samples": 3, "noise": 0.0}
+    grad = grid.attribution_maps(method="gradient", **{**args, "options": None})["maps"]
+    assert torch.allclose(grid.attribution_maps(method="smoothgrad", **args)["maps"], grad, atol=1e-6)
+    assert torch.allclose(grid.attribution_maps(method="vargrad", **args)["maps"], torch.zeros_like(grad), atol=1e-9)
+
+
+def test_jobs_built_for_other_weights_are_refused():
+    with pytest.raises(ValueError, match="weights"):
+        grid.attribution_maps("mnist", "mnist-lenet", "smoke", "gradient", "test", test_size=10, weights="0" * 64)
+    from salbook import zoo
+    sha = zoo.get("mnist-lenet", "smoke").card["weights_sha256"]
+    assert grid.attribution_maps("mnist", "mnist-lenet", "smoke", "gradient", "test", test_size=10, weights=sha)["maps"].shape[0] == 10
+
+
+def test_a_ranking_is_computed_once_per_map_and_shared_by_every_fraction():
+    args = dict(dataset="mnist", model="mnist-lenet", profile="smoke", method="gradient", split="test", test_size=50)
+    rank = grid.ranking(**args)["ranks"]
+    assert rank.dtype == torch.int16 and rank.shape == (50, 1, 28, 28)
+    maps = grid.attribution_maps(**args)["maps"]
+    assert torch.equal(rank.int(), roar.ranks(roar.ranking_scores(maps), seed=0))

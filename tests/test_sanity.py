@@ -18,6 +18,11 @@ def test_similarity_of_a_map_with_itself_and_its_negative():
     assert flipped["spearman_abs"] == pytest.approx(1.0) and flipped["spearman"] == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="differ in shape"):
         sanity.similarity(a, a[:2])
+    b = torch.randn(3, 8, 8)
+    out = sanity.similarity(a, b, per_image=True)
+    assert out["per_image"]["spearman"].shape == (3,)
+    assert out["spearman"] == pytest.approx(out["per_image"]["spearman"].mean())
+    assert out["per_image"]["spearman"][1] == pytest.approx(sanity.similarity(a[1:2], b[1:2])["spearman"])
 
 
 def test_a_map_that_ignores_the_model_fails_the_cascading_test():
@@ -35,6 +40,21 @@ def test_the_gradient_changes_once_the_layers_are_random():
     assert abs(rows[-1]["spearman"]) < 0.5 and rows[-1]["ssim"] < 0.5
     assert sanity.weighted_layers(model)[0][1] is model[3]  # the trained model is left untouched
     assert torch.equal(baselines.make("gradient", model).attribute(x, target=0), gradient(model, x, 0))
+
+
+def test_maps_already_computed_are_used_for_the_trained_model():
+    model, x = small_cnn(), torch.rand(4, 1, 8, 8)
+    calls = []
+
+    def gradient(m, inputs, t):
+        calls.append(m)
+        return baselines.make("gradient", m).attribute(inputs, target=t)
+
+    full = sanity.cascading_randomisation(model, x, 0, gradient, seed=1)
+    reused = sanity.cascading_randomisation(model, x, 0, gradient, seed=1, original=gradient(model, x, 0))
+    assert full == reused and sum(m is model for m in calls) == 2  # once inside the first call, once by hand
+    with pytest.raises(ValueError, match="one map per input"):
+        sanity.cascading_randomisation(model, x, 0, gradient, original=torch.zeros(2, 1, 8, 8))
 
 
 def test_truncated_normal_stays_within_two_standard_deviations():

@@ -111,7 +111,7 @@ def keep_top(inputs: torch.Tensor, attributions: torch.Tensor, keep: int, fill="
 
 @torch.no_grad()
 def game_curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, fill="mean",
-               step: int | None = None, batch_size: int = 256) -> np.ndarray:
+               step: int | None = None, batch_size: int = 64) -> np.ndarray:
     """The thesis' insertion game: probability of ``targets`` keeping the top ``s`` pixels, ``(N, n + 1)``.
 
     Column k keeps the ``min(k·step, H·W)`` highest-scoring pixels of each map (ties: the earlier
@@ -123,7 +123,19 @@ def game_curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor,
         attributions: ``(N, H, W)`` per-pixel scores, or ``(N, C, H, W)`` (summed over channels).
         fill: ``"mean"``, ``"zero"``, ``"blur"``, or a tensor (scalar, ``(C,)`` or like ``inputs``).
         step: pixels added per column (default ``⌈H·W / 28⌉``).
+        batch_size: images per forward (a few dozen run fastest on a CPU).
     """
+    check_inputs(inputs)
+    t = _flat_targets(targets, len(inputs))
+    probs = game_probabilities(model, inputs, attributions, fill, step, batch_size)
+    return probs.gather(2, t.view(-1, 1, 1).expand(-1, probs.shape[1], 1))[:, :, 0].numpy()
+
+
+@torch.no_grad()
+def game_probabilities(model, inputs: torch.Tensor, attributions: torch.Tensor, fill="mean",
+                       step: int | None = None, batch_size: int = 64) -> torch.Tensor:
+    """Every class's probability at every point of the game, ``(N, n + 1, classes)`` float64: the
+    game of :func:`game_curve` for all labels at once, when one map serves all of them."""
     check_inputs(inputs)
     n, c, h, w = inputs.shape
     scores = _pixel_scores(attributions, inputs.shape)
@@ -131,27 +143,28 @@ def game_curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor,
     n_steps = math.ceil(h * w / step)
     device = next(model.parameters()).device
     x = inputs.to(device)
-    t = _flat_targets(targets, n).to(device)
     background = fill_image(x, fill)
     rank = _ranks(scores.to(device))
-    out = torch.empty(n, n_steps + 1, dtype=torch.float64)
+    out = []
     for k in range(n_steps + 1):  # one batched forward per curve point, never per pixel
         probe = torch.where((rank < k * step).view(n, 1, h, w), x, background)
-        for b in range(0, n, batch_size):
-            p = F.softmax(model(probe[b:b + batch_size]).double(), 1)
-            out[b:b + batch_size, k] = p.gather(1, t[b:b + batch_size, None])[:, 0].cpu()
-    return out.numpy()
+        out.append(torch.cat([F.softmax(model(probe[b:b + batch_size]).double(), 1).cpu()
+                              for b in range(0, n, batch_size)]))
+    return torch.stack(out, 1)
 
 
 def scores(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, fill="mean", eps=0.01,
-           step: int | None = None, batch_size: int = 256) -> dict:
+           step: int | None = None, batch_size: int = 64, per_label: bool = True) -> dict:
     """Everything §4.2 computes, per (image, label): ``f``, ``g_auc``, ``alpha``, ``beta``, ``curve``.
 
     Args:
         targets: one label per image ``(N,)`` (or an int), or several ``(N, K)`` — e.g.
             :func:`all_labels` — for the thesis' ``min_a``.
         attributions: for ``(N,)`` targets ``(N, H, W)`` or ``(N, C, H, W)``; for ``(N, K)``
-            targets one map per label, ``(N, K, H, W)`` or ``(N, K, C, H, W)`` (:func:`maps_for_labels`).
+            targets one map per label, ``(N, K, H, W)`` or ``(N, K, C, H, W)`` (:func:`maps_for_labels`),
+            or, with ``per_label=False``, one map per image shared by all its labels ``(N, H, W)`` or
+            ``(N, C, H, W)`` (a random mask, say): the game is then played once per image and every
+            label's probability read from the same forward passes.
         fill, step, batch_size: as :func:`game_curve`.
         eps: ε₁ = ε₂, or a pair ``(ε₁, ε₂)``, each in (0, 1].
 
@@ -171,11 +184,11 @@ def scores(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, fil
         raise ValueError(f"targets must be an int, (N,) or (N, K) with N = {n} images, got {tuple(given.shape)}")
     k = labels.shape[1]
     maps = torch.as_tensor(attributions)
-    if single:
+    if single or not per_label:
         maps = maps.unsqueeze(1)
-    if maps.ndim not in (4, 5) or tuple(maps.shape[:2]) != (n, k) or tuple(maps.shape[-2:]) != (h, w) \
-            or (maps.ndim == 5 and maps.shape[2] != c):
-        want = "(N, H, W) or (N, C, H, W)" if single else "(N, K, H, W) or (N, K, C, H, W)"
+    if maps.ndim not in (4, 5) or tuple(maps.shape[:2]) != (n, 1 if not per_label else k) \
+            or tuple(maps.shape[-2:]) != (h, w) or (maps.ndim == 5 and maps.shape[2] != c):
+        want = ("(N, H, W) or (N, C, H, W)" if single or not per_label else "(N, K, H, W) or (N, K, C, H, W)")
         raise ValueError(f"attributions must be {want} for inputs {tuple(inputs.shape)} and targets "
                          f"{tuple(given.shape)}, got {tuple(attributions.shape)}")
     device = next(model.parameters()).device
@@ -186,9 +199,13 @@ def scores(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, fil
         raise ValueError(f"target classes must lie in 0..{probs.shape[1] - 1}, "
                          f"got {labels.min().item()}..{labels.max().item()}")
     f = probs.gather(1, labels).numpy()
-    background = fill_image(inputs, fill).repeat_interleave(k, 0)
-    curve = game_curve(model, inputs.repeat_interleave(k, 0), labels.reshape(-1), maps.flatten(0, 1),
-                       fill=background, step=step, batch_size=batch_size).reshape(n, k, -1)
+    if per_label:
+        background = fill_image(inputs, fill).repeat_interleave(k, 0)
+        curve = game_curve(model, inputs.repeat_interleave(k, 0), labels.reshape(-1), maps.flatten(0, 1),
+                           fill=background, step=step, batch_size=batch_size).reshape(n, k, -1)
+    else:
+        every = game_probabilities(model, inputs, maps[:, 0], fill, step, batch_size)  # (N, points, classes)
+        curve = every.gather(2, labels[:, None, :].expand(-1, every.shape[1], -1)).permute(0, 2, 1).numpy()
     g = auc(curve.reshape(n * k, -1)).reshape(n, k)
     with np.errstate(divide="ignore"):  # f or g_AUC can underflow to 0: the ratio is then +inf, clipped to 1
         alpha = np.minimum(np.maximum(g, eps1) / f, 1.0)
@@ -214,6 +231,23 @@ def soundness(model, inputs, targets, attributions, **options) -> np.ndarray:
     """
     beta = scores(model, inputs, targets, attributions, **options)["beta"]
     return beta.min(1) if beta.ndim == 2 else beta
+
+
+def fill_spread(per_image: dict, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """How far a score's mean moves between fills: ``max − min`` over fills of the mean over images,
+    with a seeded percentile-bootstrap interval (images resampled, the same images for every fill).
+
+    ``per_image`` maps each fill to its per-image values (e.g. ``min_a α(x, a)``), all over the same images.
+    """
+    values = np.stack([np.asarray(v, dtype=np.float64) for v in per_image.values()])  # (fills, images)
+    if values.ndim != 2 or len(values) < 2:
+        raise ValueError(f"need per-image values of at least two fills over the same images, got shape {values.shape}")
+    spread = lambda v: v.mean(-1).max(0) - v.mean(-1).min(0)  # noqa: E731  (fills on axis 0, images last)
+    idx = np.random.default_rng(seed).integers(0, values.shape[1], (n_boot, values.shape[1]))
+    boot = spread(values[:, idx])  # (fills, n_boot, images) → (n_boot,)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return {"spread": float(spread(values)), "ci_low": float(lo), "ci_high": float(hi), "n": int(values.shape[1])}
 
 
 def _pixel_scores(attributions: torch.Tensor, shape) -> torch.Tensor:

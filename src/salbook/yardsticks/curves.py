@@ -34,7 +34,7 @@ def gaussian_blur(inputs: torch.Tensor, kernel: int = 11, sigma: float = 5.0) ->
 
 @torch.no_grad()
 def curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, mode: str = "deletion",
-          step: int | None = None, substrate: torch.Tensor | None = None, batch_size: int = 256) -> np.ndarray:
+          step: int | None = None, substrate: torch.Tensor | None = None, batch_size: int = 64) -> np.ndarray:
     """Probability of the target after each step, shaped (N, n_steps + 1).
 
     Args:
@@ -45,6 +45,7 @@ def curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, mode
             per-channel mean of ``inputs`` (RISE's zeros of the normalised tensor are the data's
             mean colour; our models normalise inside). Insertion always starts from
             :func:`gaussian_blur`.
+        batch_size: images per forward (a few dozen run fastest on a CPU).
     """
     check_inputs(inputs)
     if mode not in ("deletion", "insertion"):

@@ -13,14 +13,17 @@ Choices the papers leave open are arguments here, so the book can show their eff
 * ``transform`` of the raw scores before ranking: ``"square"`` (the released code's default),
   ``"abs"`` or ``"signed"``.
 * the fill: the training set's per-channel mean (Hooker et al.; the thesis replaces "by the mean").
-* the random baseline: :func:`random_scores` gives a uniform random ranking (exactly ⌊t·size⌋
-  entries replaced), fixed per image, or resampled every epoch through ``fit``'s ``transform``
-  (the released code resamples, which acts like dropout augmentation).
+* the random baseline: :func:`random_mask` draws exactly ⌊t·size⌋ entries uniformly at random,
+  fixed per image, or resampled every epoch through ``fit``'s ``transform`` (the released code
+  resamples, which acts like dropout augmentation).
 
 Ties are broken in a seeded random order, so a map with many equal scores is not favoured by the
-order of its entries.
+order of its entries. A map's ranking (:func:`ranks`) does not depend on t, so a grid computes it
+once and thresholds it for every fraction (:func:`mask_from_ranks`, :func:`replace`).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -42,19 +45,71 @@ def ranking_scores(scores: torch.Tensor, transform: str = "square", per: str = "
     return e.sum(1, keepdim=True) if per == "pixel" else e
 
 
-def top_mask(scores: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
-    """Boolean mask of the ⌊fraction · size⌋ highest entries of each image's ``scores`` (ties seeded-random)."""
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must lie in [0, 1]; got {fraction}")
+def ranks(scores: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Rank of every entry of ``scores`` within its image (0 = highest), shaped like ``scores``, as int32.
+
+    Ties are broken in a seeded random order per image, so a map with many equal scores (Integrated
+    Gradients on a black background) is not favoured by the order of its entries. A ranking does not
+    depend on t: compute it once per map and threshold it (:func:`mask_from_ranks`) for every fraction.
+    """
+    if not torch.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values")
     flat = scores.flatten(1)
     n, size = flat.shape
-    k = int(fraction * size + 1e-9)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.rand((n, size), generator=gen).argsort(1).to(flat.device)  # a random order per image
     order = perm.gather(1, flat.gather(1, perm).argsort(dim=1, descending=True, stable=True))
-    mask = torch.zeros_like(flat, dtype=torch.bool)
-    mask.scatter_(1, order[:, :k], True)
-    return mask.view(scores.shape)
+    rank = torch.empty((n, size), dtype=torch.int32, device=flat.device)
+    rank.scatter_(1, order, torch.arange(size, dtype=torch.int32, device=flat.device).expand(n, -1))
+    return rank.view(scores.shape)
+
+
+def mask_from_ranks(rank: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Boolean mask of the ⌊fraction · size⌋ top-ranked entries of each image (``rank`` from :func:`ranks`)."""
+    return rank < _count(fraction, rank[0].numel())
+
+
+def top_mask(scores: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Boolean mask of the ⌊fraction · size⌋ highest entries of each image's ``scores`` (ties seeded-random)."""
+    _count(fraction, 1)
+    return mask_from_ranks(ranks(scores, seed), fraction)
+
+
+def random_mask(shape: tuple, fraction: float, seed: int) -> torch.Tensor:
+    """Hooker et al.'s random baseline as a mask: exactly ⌊fraction · size⌋ entries of each image, drawn
+    uniformly at random (seeded), shaped ``shape`` = ``(N, C or 1, H, W)``.
+
+    The same distribution as ``top_mask(random_scores(shape, seed), fraction)``, without sorting: each
+    image keeps the entries above its own k-th largest uniform draw (float64 draws: ties have
+    probability ~1e-13; an image where one occurs is drawn again by sorting).
+    """
+    n, size = shape[0], math.prod(shape[1:])
+    k = _count(fraction, size)
+    if k in (0, size):
+        return torch.full(shape, bool(k))
+    u = torch.rand((n, size), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    mask = u >= u.kthvalue(size - k + 1, dim=1, keepdim=True).values
+    bad = mask.sum(1) != k
+    if bad.any():  # equal draws at the threshold: rank those images exactly
+        mask[bad] = torch.zeros_like(mask[bad]).scatter_(1, u[bad].argsort(1, descending=True)[:, :k], True)
+    return mask.view(shape)
+
+
+def replace(inputs: torch.Tensor, top: torch.Tensor, keep: bool = False, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """ROAR (``keep=False``: the ``top`` entries get ``fill``) or KAR (``keep=True``: all others do).
+
+    Args:
+        inputs: ``(N, C, H, W)`` images in [0, 1].
+        top: boolean mask ``(N, C, H, W)`` per channel or ``(N, 1, H, W)`` per pixel.
+        fill: per-channel replacement values ``(C,)``; default the batch's per-channel mean.
+    """
+    if inputs.dim() != 4 or top.dim() != 4 or top.shape[0] != inputs.shape[0] or top.shape[2:] != inputs.shape[2:] \
+            or top.shape[1] not in (1, inputs.shape[1]):
+        raise ValueError(f"scores or mask {tuple(top.shape)} do not fit inputs {tuple(inputs.shape)}: "
+                         "use (N, C, H, W) per channel or (N, 1, H, W) per pixel")
+    fill = inputs.mean((0, 2, 3)) if fill is None else torch.as_tensor(fill, dtype=inputs.dtype, device=inputs.device)
+    gone = (~top if keep else top).to(inputs.device).expand_as(inputs)
+    return torch.where(gone, fill.view(1, -1, 1, 1).expand_as(inputs), inputs)
 
 
 def modify(inputs: torch.Tensor, scores: torch.Tensor, fraction: float, keep: bool = False,
@@ -66,17 +121,18 @@ def modify(inputs: torch.Tensor, scores: torch.Tensor, fraction: float, keep: bo
         scores: ranking scores from :func:`ranking_scores`, ``(N, C, H, W)`` or ``(N, 1, H, W)``.
         fraction: t, the share of entries ranked highest (ROAR: replaced; KAR: kept).
         fill: per-channel replacement values ``(C,)``; default the batch's per-channel mean.
+        seed: the order of tied scores.
     """
-    if inputs.dim() != 4 or scores.shape[0] != inputs.shape[0] or scores.shape[2:] != inputs.shape[2:] \
-            or scores.shape[1] not in (1, inputs.shape[1]):
-        raise ValueError(f"scores {tuple(scores.shape)} do not fit inputs {tuple(inputs.shape)}: "
-                         "use (N, C, H, W) per channel or (N, 1, H, W) per pixel")
-    fill = inputs.mean((0, 2, 3)) if fill is None else torch.as_tensor(fill, dtype=inputs.dtype, device=inputs.device)
-    top = top_mask(scores, fraction, seed).to(inputs.device)
-    replace = (~top if keep else top).expand_as(inputs)
-    return torch.where(replace, fill.view(1, -1, 1, 1).expand_as(inputs), inputs)
+    return replace(inputs, top_mask(scores, fraction, seed), keep, fill)
 
 
 def random_scores(shape: tuple, seed: int) -> torch.Tensor:
     """A uniform random ranking (Hooker et al.'s random baseline), seeded."""
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _count(fraction: float, size: int) -> int:
+    """k = ⌊fraction · size⌋, the number of entries a fraction of an image selects."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must lie in [0, 1]; got {fraction}")
+    return int(fraction * size + 1e-9)

@@ -30,10 +30,11 @@ def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))][::-1]
 
 
-def similarity(a: torch.Tensor, b: torch.Tensor) -> dict:
+def similarity(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> dict:
     """Mean over images of Spearman (|·| and signed) and SSIM (|·| scaled to [0, 1]) between two map batches.
 
-    Maps are ``(N, H, W)`` or ``(N, C, H, W)`` (summed over channels first).
+    Maps are ``(N, H, W)`` or ``(N, C, H, W)`` (summed over channels first). ``per_image=True`` adds
+    ``"per_image"``: the three values of every image (NaN where a map is constant), for intervals.
     """
     if a.shape != b.shape:
         raise ValueError(f"map batches differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
@@ -42,22 +43,31 @@ def similarity(a: torch.Tensor, b: torch.Tensor) -> dict:
     for x, y in zip(a.double().numpy(), b.double().numpy()):
         ax, ay = np.abs(x), np.abs(y)
         rows.append((_spearman(ax, ay), _spearman(x, y), structural_similarity(_unit(ax), _unit(ay), data_range=1.0)))
-    spearman_abs, spearman, ssim = np.nanmean(np.array(rows), 0)
-    return {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
+    values = np.array(rows)
+    spearman_abs, spearman, ssim = np.nanmean(values, 0)
+    out = {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
+    if per_image:
+        out["per_image"] = dict(zip(("spearman_abs", "spearman", "ssim"), values.T))
+    return out
 
 
 def cascading_randomisation(model: nn.Module, inputs: torch.Tensor, targets,
                             explain: Callable[[nn.Module, torch.Tensor, object], torch.Tensor],
-                            std: float = 0.01, seed: int = 0) -> list[dict]:
+                            std: float = 0.01, seed: int = 0, original: torch.Tensor | None = None,
+                            per_image: bool = False) -> list[dict]:
     """Similarity of ``explain(model', inputs, targets)`` to the trained model's maps, per stage.
 
     ``explain`` builds and runs a method on the given model (e.g.
-    ``lambda m, x, t: baselines.make("gradient", m).attribute(x, target=t)``). Returns one row per
-    stage: ``{"randomised": <layer name down to which weights are random>, **similarity}``, the
-    first row (``"none"``) comparing the trained model with itself.
+    ``lambda m, x, t: baselines.make("gradient", m).attribute(x, target=t)``); ``original``, if
+    given, holds the trained model's maps already computed. Returns one row per stage:
+    ``{"randomised": <layer name down to which weights are random>, **similarity}``, the first row
+    (``"none"``) comparing the trained model with itself; ``per_image`` as :func:`similarity`.
     """
-    original = explain(model, inputs, targets)
-    rows = [{"randomised": "none", **similarity(original, original)}]
+    if original is None:
+        original = explain(model, inputs, targets)
+    elif len(original) != len(inputs):
+        raise ValueError(f"original holds {len(original)} maps for {len(inputs)} inputs: pass one map per input")
+    rows = [{"randomised": "none", **similarity(original, original, per_image)}]
     randomised = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     for name, layer in weighted_layers(randomised):
@@ -65,7 +75,7 @@ def cascading_randomisation(model: nn.Module, inputs: torch.Tensor, targets,
             for p in (layer.weight, layer.bias):
                 if p is not None:
                     p.copy_(_truncated_normal(p.shape, std, gen).to(p.device))
-        rows.append({"randomised": name, **similarity(original, explain(randomised, inputs, targets))})
+        rows.append({"randomised": name, **similarity(original, explain(randomised, inputs, targets), per_image)})
     return rows
 
 
