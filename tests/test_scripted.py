@@ -1,7 +1,7 @@
 """Chapters run without Jupyter (salbook.scripted) write the record papermill's run would."""
 import json
 
-from salbook import scripted
+from salbook import scripted, zoo
 
 NOTEBOOK = '''---
 jupytext:
@@ -43,6 +43,8 @@ def test_a_notebook_runs_as_a_script_with_the_profile_injected(tmp_path, monkeyp
     path = tmp_path / "chapter.md"
     path.write_text(NOTEBOOK.replace("seen.append(profile)", "open('seen.json', 'w').write(json.dumps(profile))")
                     .replace("from myst_nb import glue", "import json\nfrom myst_nb import glue"))
+    zoo._LOADED["earlier-chapter"] = {"name": "earlier-chapter"}
     seconds = scripted.run_notebook(path, "smoke")
+    assert zoo.loaded() == []  # a model of an earlier chapter is not listed in this one's record
     assert seconds >= 0 and json.loads((tmp_path / "seen.json").read_text()) == "smoke"  # ran in the notebook's folder
     assert "'profile': 'smoke'" in capsys.readouterr().out

@@ -21,7 +21,7 @@ import time
 import types
 from pathlib import Path
 
-from . import config, timings
+from . import config, timings, zoo
 
 _CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 
@@ -48,6 +48,7 @@ def run_notebook(path: Path, profile: str) -> float:
 
     sys.modules.setdefault("myst_nb", types.SimpleNamespace(glue=lambda *args, **kwargs: None))
     namespace = {"__name__": "__main__", "display": lambda *objs, **kwargs: print(*objs)}
+    zoo.forget_loaded()  # the record lists the models of this chapter only
     start = time.perf_counter()
     cwd = os.getcwd()
     os.chdir(path.parent)

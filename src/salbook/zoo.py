@@ -287,6 +287,11 @@ def loaded() -> list[dict]:
     return [{k: card.get(k) for k in keys} for card in _LOADED.values()]
 
 
+def forget_loaded() -> None:
+    """Start :func:`loaded` afresh (a process that runs several chapters, one after another)."""
+    _LOADED.clear()
+
+
 def _find(r: Recipe, profile: str, retrain: bool) -> tuple[Path | None, dict | None]:
     """The verified weights and card to load (cache first, then checkpoint), or (None, None) to train."""
     key = cache_key(r, profile)
