@@ -66,7 +66,7 @@ run() {
   for f in .gpu/mirror-*/*.npz; do ln -sf "$PWD/$f" .gpu/mirror/; done
   export PYTHONPATH="$PWD/src:$PWD/.gpu/site" SALBOOK_MIRROR="$PWD/.gpu/mirror" SALBOOK_GIT_COMMIT="$commit"
   export PYTHONUNBUFFERED=1 PROFILE=${PROFILE:-full}  # PROFILE=smoke tries the mechanics on any machine
-  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv
+  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv || echo "no nvidia-smi: not a GPU machine"
   if [[ $group == mnist-b || $group == cifar-e ]]; then  # ROAR/KAR grids: many small retrainings share the GPU
     export SALBOOK_EXECUTOR=processes SALBOOK_WORKERS=${SALBOOK_WORKERS:-8}
   fi
@@ -74,7 +74,7 @@ run() {
     python3 -m salbook.scripted --profile "$PROFILE" --only "$glob" --timings "$out/timings-$group.jsonl"
   done
   tar cf "$out/$PROFILE-$group.tar" $(python3 -c "from salbook import config; print(config.results_dir('$PROFILE'))") \
-    data/models/*.json
+    "$(python3 -c "from salbook import config; print(config.data_dir())")"/models/*.json
 }
 
 collect() {
