@@ -73,8 +73,11 @@ run() {
   for glob in ${CHAPTERS[$group]}; do
     python3 -m salbook.scripted --profile "$PROFILE" --only "$glob" --timings "$out/timings-$group.jsonl"
   done
-  tar cf "$out/$PROFILE-$group.tar" $(python3 -c "from salbook import config; print(config.results_dir('$PROFILE'))") \
-    "$(python3 -c "from salbook import config; print(config.data_dir())")"/models/*.json
+  # paths relative to the repository (results/full/..., data/models/...), as `collect` unpacks them
+  local results models
+  results=$(python3 -c "import os; from salbook import config; print(os.path.relpath(config.results_dir('$PROFILE')))")
+  models=$(python3 -c "import os; from salbook import config; print(os.path.relpath(config.data_dir() / 'models'))")
+  tar cf "$out/$PROFILE-$group.tar" "$results" "$models"/*.json
 }
 
 collect() {
