@@ -52,6 +52,31 @@ def test_a_declared_commit_wins_over_git(tmp_path, monkeypatch):
     assert results.git_commit() == "abc123 (declared)"
 
 
+def test_untracked_source_files_make_the_commit_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "lib.py").write_text("x = 1\n")
+    (tmp_path / ".gitignore").write_text("__pycache__/\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    monkeypatch.setattr(config, "PROJECT_ROOT", tmp_path)
+    monkeypatch.delenv("SALBOOK_GIT_COMMIT", raising=False)
+    clean = results.git_commit()
+    assert not clean.endswith("+dirty")
+    (tmp_path / "notes.txt").write_text("a stray file outside the code")
+    (tmp_path / "src" / "__pycache__").mkdir()
+    (tmp_path / "src" / "__pycache__" / "lib.pyc").write_bytes(b"ignored")
+    assert results.git_commit() == clean
+    (tmp_path / "src" / "new_module.py").write_text("y = 2\n")
+    assert results.git_commit() == clean + "+dirty"
+
+
 def test_load_record_finds_a_saved_record_and_skips_model_cards(tmp_path, monkeypatch):
     monkeypatch.setenv("SALBOOK_RESULTS", str(tmp_path))
     assert results.load_record("part/01_x", "cpu") is None

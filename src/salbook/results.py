@@ -103,8 +103,13 @@ def load_record(notebook: str, profile: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+SOURCE_FOLDERS = ("src", "notebooks", "benchmarks")  # where an untracked file can change a run's numbers
+
+
 def git_commit() -> str:
-    """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed.
+    """HEAD of the project's repository, with ``+dirty`` if tracked files (outside results/) changed
+    or if ``src/``, ``notebooks/`` or ``benchmarks/`` hold files git does not know (a new module the
+    run imported is part of the code that made the numbers, but not of the commit).
 
     A copy of the tree whose ``.git`` is missing or stale (a remote GPU, a container) names its
     commit in the environment variable ``SALBOOK_GIT_COMMIT``, which then wins; it is recorded with
@@ -120,8 +125,9 @@ def git_commit() -> str:
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
         return "unknown (not a git checkout)"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").stdout.strip()
-    return head.stdout.strip() + ("+dirty" if dirty else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results").stdout.strip()
+    untracked = git("ls-files", "--others", "--exclude-standard", "--", *SOURCE_FOLDERS).stdout.strip()
+    return head.stdout.strip() + ("+dirty" if changed or untracked else "")
 
 
 def _plain(obj):
