@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from salbook import data, zoo
+from salbook import data, stats, zoo
 from salbook.yardsticks import bam
 
 
@@ -178,10 +178,10 @@ def test_only_correctly_classified_images_count(linear_model):
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
     v = np.random.default_rng(0).normal(0.3, 1, 200)
-    a, b = bam.bootstrap_ci(v, seed=1), bam.bootstrap_ci(v, seed=1)
+    a, b = stats.bootstrap_ci(v, seed=1), stats.bootstrap_ci(v, seed=1)
     assert a == b and a["ci_low"] < a["mean"] < a["ci_high"] and a["n"] == 200
     assert a["mean"] == pytest.approx(v.mean())
-    assert bam.bootstrap_ci([np.nan])["mean"] is None
+    assert stats.bootstrap_ci([np.nan])["mean"] is None
 
 
 # --- the zoo models -------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from salbook import zoo
+from salbook import stats, zoo
 from salbook.grids import decoys as grid
 
 MODEL, DECOY = "cifar-resnet8", dict(layer=3, eps=0.3, patch=3, stride=10, steps=5)
@@ -72,11 +72,11 @@ def test_randomisation_solves_decoys_only_when_the_layer_changes(weights):
 
 
 def test_paired_intervals_known_answers():
-    m = grid.mean_interval([1.0, 2.0, 3.0, float("nan")])
+    m = stats.mean_interval([1.0, 2.0, 3.0, float("nan")])
     half = 4.302652729911275 / 3 ** 0.5  # t(0.975, 2 df) · s / √n with s = 1
     assert m["n"] == 3 and m["mean difference"] == 2.0
     assert m["ci_low"] == pytest.approx(2 - half) and m["ci_high"] == pytest.approx(2 + half)
-    assert np.isnan(grid.mean_interval([5.0])["ci_low"])
-    med = grid.median_interval(np.arange(20.0))
+    assert np.isnan(stats.mean_interval([5.0])["ci_low"])
+    med = stats.median_interval(np.arange(20.0))
     assert med["median difference"] == 9.5 and med["ci_low"] < 9.5 < med["ci_high"]
-    assert med == grid.median_interval(np.arange(20.0))  # seeded
+    assert med == stats.median_interval(np.arange(20.0))  # seeded

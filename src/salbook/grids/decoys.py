@@ -25,12 +25,10 @@ the model itself.
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import torch
-from scipy import stats
 
 from .. import data, zoo
 from ..methods import baselines
@@ -234,28 +232,3 @@ def randomisation(model: str, profile: str, weights: str, indices: list[int], ta
         out[f"{name}_seconds"] = time.perf_counter() - start
     out["decoy_solves"] = len(cache)
     return out
-
-
-def mean_interval(differences, level: float = 0.95) -> dict:
-    """Mean of paired per-image differences (NaNs dropped) and its Student-t interval at ``level``:
-    ``{"mean difference", "ci_low", "ci_high", "n"}`` (the interval is NaN for fewer than 2 values)."""
-    d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d)]
-    if len(d) == 0:
-        return {"mean difference": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
-    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-    return {"mean difference": float(d.mean()), "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half),
-            "n": int(len(d))}
-
-
-def median_interval(differences, level: float = 0.95, seed: int = 0) -> dict:
-    """Median of paired per-image differences (NaNs dropped) and its bootstrap percentile interval at
-    ``level`` (2,000 seeded resamples): ``{"median difference", "ci_low", "ci_high", "n"}``."""
-    d = np.asarray(differences, dtype=float)
-    d = d[np.isfinite(d)]
-    if len(d) < 2:
-        return {"median difference": float(np.median(d)) if len(d) else math.nan, "ci_low": math.nan,
-                "ci_high": math.nan, "n": int(len(d))}
-    ci = stats.bootstrap((d,), np.median, confidence_level=level, n_resamples=2000, method="percentile",
-                         random_state=np.random.default_rng(seed)).confidence_interval
-    return {"median difference": float(np.median(d)), "ci_low": float(ci.low), "ci_high": float(ci.high), "n": int(len(d))}

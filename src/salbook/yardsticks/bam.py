@@ -136,22 +136,6 @@ def input_independence_rate(model, inputs, patched_inputs, targets, maps, patche
     return _score((np.abs(a_patch - a) < threshold * a).astype(np.float64), used)
 
 
-def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
-    """Mean of ``values`` (NaNs dropped) with a seeded percentile-bootstrap interval.
-
-    For a paired comparison of two methods on the same images, pass the per-image differences.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return {"mean": None, "ci_low": None, "ci_high": None, "n": 0}
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(means, [tail, 100 - tail])
-    return {"mean": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(v))}
-
-
 def _masks(masks) -> np.ndarray:
     m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
     if m.ndim == 4:  # (N, 1, H, W) or (N, C, H, W): a pixel is in the region if any channel is
