@@ -4,7 +4,7 @@ from torch import nn
 
 from salbook import nets
 from salbook.methods.decoys import (DecoyEnhanced, Field, constant_decoys, crop_boxes, decoy_mean, decoy_range,
-                                    fast_copy, generate_decoys, generate_decoys_loop, layer_index, patch_masks,
+                                    generate_decoys, generate_decoys_loop, layer_index, patch_masks,
                                     postprocess, receptive_field, truncate, verify_decoys)
 
 
@@ -116,7 +116,7 @@ def test_a_crop_sees_every_change_of_the_layer(resnet8, layer):
 
 def test_the_solvers_copy_folds_batch_norm_and_computes_the_same_layer(resnet8):
     features = truncate(resnet8, 5)
-    fast = fast_copy(features)
+    fast = nets.fast_copy(features)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
     assert sum(isinstance(m, nn.BatchNorm2d) for m in features.modules()) == 6  # the original is left alone
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))

@@ -18,7 +18,7 @@ post-processed (:func:`~salbook.methods.decoys.postprocess`) before it is compar
 every map explains the class given in ``targets`` (the chapters pass the predicted class).
 ``weights`` is the model card's ``weights_sha256``: it enters the job's cache key, so a retrained
 model never reuses old results, and a job refuses to run on other weights. The jobs explain
-:func:`~salbook.methods.decoys.fast_copy` of the model (batch norms folded into their convolutions,
+:func:`~salbook.nets.fast_copy` of the model (batch norms folded into their convolutions,
 channels-last layout: the same function up to float rounding, about 1.35× faster per gradient on a
 CPU); the randomisation check, which re-initialises convolutions below their batch norms, runs on
 the model itself.
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from .. import data, zoo
+from ..nets import fast_copy
 from ..methods import baselines
-from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, fast_copy, postprocess
+from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, postprocess
 from ..yardsticks import sanity
 from ..yardsticks.fidelity import READINGS, saliency_fidelity
 from ..yardsticks.saliency_attacks import saliency_attack, sensitivity

@@ -52,24 +52,22 @@ batch norm in eval mode and activations act pixel by pixel. At ℓ = the first R
 (w = 2) a 3×3 patch is solved on 7×7 pixels instead of 32×32. Only layers whose geometry is known
 (convolutions, pooling, pointwise layers, the zoo's residual blocks) are cropped; any other F_ℓ is
 solved on the whole image. The solver also runs on a copy of F_ℓ with each batch norm folded into
-its convolution, in the channels-last layout (:func:`fast_copy`). Crops and the copy change float
+its convolution, in the channels-last layout (:func:`salbook.nets.fast_copy`). Crops and the copy change float
 rounding only; every decoy is verified afterwards on the whole image with the original F_ℓ
 (:func:`verify_decoys`).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 from tqdm import tqdm
 
 from ..checks import as_targets, check_inputs
-from ..nets import Normalize, _Basic
+from ..nets import Normalize, _Basic, fast_copy
 from . import baselines
 
 LAMBDA_RANGE = (1e-3, 1e6)  # λ stays finite in float32 (λ · 0 = 0) and never so small that it takes long to recover
@@ -311,24 +309,6 @@ def _generate(model, inputs, layer, eps, patch, stride, box, steps, lr, lam, gro
         best[(rows[:, None, None, None], *window)] = found
     decoys = best.view(n, d, *x.shape[1:])
     return _verified(features, x, decoys, masks, signs, eps, box)
-
-
-def fast_copy(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """A copy of a network in eval mode for inference and gradients: every batch norm that directly
-    follows a convolution in an ``nn.Sequential`` folded into it (in eval mode it is an affine map per
-    channel) and, with ``channels_last``, that memory layout; each is about 1.3–1.5× faster for the
-    zoo's ResNets on a CPU. The same function up to float rounding (~1e-6). Libraries that ``view``
-    input gradients as contiguous (torchattacks) need ``channels_last=False``. The solver runs on a
-    fast copy of F_ℓ; decoys are verified on the original."""
-    fast = copy.deepcopy(model)
-    for module in list(fast.modules()):
-        if isinstance(module, nn.Sequential):
-            children = list(module._modules.items())
-            for (name, conv), (next_name, norm) in zip(children, children[1:]):
-                if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                    module._modules[name] = fuse_conv_bn_eval(conv, norm)
-                    module._modules[next_name] = nn.Identity()
-    return fast.to(memory_format=torch.channels_last) if channels_last else fast
 
 
 def _solve(features, x0, f0, masks, signs, lo, hi, eps, steps, lr, lam, growth) -> torch.Tensor:
