@@ -136,3 +136,38 @@ def test_a_pool_of_one_runs_here(cache, monkeypatch):
     monkeypatch.setenv("SALBOOK_WORKERS", "zero")
     with pytest.raises(ValueError, match="SALBOOK_WORKERS"):
         jobs.run([Job(threads_and_workers, {"index": 1})], "processes", progress=False, cache=False)
+
+
+def test_the_key_covers_every_library_module_the_job_imports(tmp_path, monkeypatch):
+    """A job's key changes when a module its module imports (even inside a function, even through
+    another module) changes, and not when an unrelated module does."""
+    pkg = tmp_path / "toypkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "helper.py").write_text("from .sub import deep\nSCALE = 2\n")
+    (pkg / "sub" / "deep.py").write_text("OFFSET = 1\n")
+    (pkg / "other.py").write_text("UNUSED = 0\n")
+    (pkg / "grid.py").write_text("def job(x):\n    from . import helper\n    return x * helper.SCALE\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    jobs._package_root.cache_clear()
+    jobs.module_closure.cache_clear()
+    from toypkg import grid
+
+    names = [p.relative_to(pkg).as_posix() for p in jobs.module_closure("toypkg.grid")]
+    assert names == ["__init__.py", "grid.py", "helper.py", "sub/__init__.py", "sub/deep.py"]
+    key = Job(grid.job, {"x": 1}).key
+    (pkg / "other.py").write_text("UNUSED = 1\n")
+    assert Job(grid.job, {"x": 1}).key == key
+    (pkg / "sub" / "deep.py").write_text("OFFSET = 2\n")
+    assert Job(grid.job, {"x": 1}).key != key
+
+
+def test_a_corrupt_cache_file_is_named_deleted_and_rebuilt(cache):
+    job = Job(jobs.reference_workload, {"seed": 0, "size": 8, "rounds": 1})
+    first = jobs.run([job], progress=False).results[0]
+    job.cache_path().write_bytes(b"not a torch file")
+    with pytest.warns(UserWarning, match=str(job.cache_path().name)):
+        again = jobs.run([job], progress=False)
+    assert again.ran == 1 and again.results[0]["norm"] == first["norm"]
+    assert jobs.run([job], progress=False).ran == 0  # rebuilt file is good

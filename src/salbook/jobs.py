@@ -3,12 +3,14 @@
 
 A grid is a list of :class:`Job` — a module-level function, its keyword parameters and the
 resources one call needs. Every job has a content hash of the function's name, its parameters and
-the source of the module that defines it, and its result is cached under
+the source of the module that defines it together with every ``salbook`` module that module imports,
+directly or not (:func:`code_version`), and its result is cached under
 ``data/jobs/<function>/<hash>.pt`` (written atomically by the driver, loaded with
 ``torch.load(weights_only=True)``). So a killed grid resumes where it stopped, a finished job never
-runs twice, and editing the job's module invalidates its results. Only that module's source enters
-the hash: a change elsewhere in the library that alters a job's result (a yardstick it calls, say)
-does not invalidate the cache by itself; delete ``data/jobs/<function>/`` after such a change.
+runs twice, and editing any library code a job can reach invalidates its results: a result replayed
+from the cache was computed by the code of the commit that records it. Jobs that use a trained model
+also carry its weights' SHA-256 in their parameters. A cache file that cannot be read (a disk full, a
+killed copy) is reported by name, deleted and computed again.
 
 Results must be built from tensors, numbers, strings, lists, tuples and dicts (numpy arrays and
 scalars are converted to tensors and Python numbers).
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
+import ast
 import importlib
-import inspect
+import importlib.util
 import multiprocessing
 import os
-import sys
 import time
 import traceback
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ from . import config, timings
 from .storage import atomic_path, content_hash
 
 EXECUTORS = ("local", "processes", "ray")
+_MISSING = object()  # no usable cached result
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,63 @@ class GridResult:
 
 
 def code_version(fn: Callable) -> str:
-    """SHA-256 of the source file of the module defining ``fn``."""
-    path = inspect.getsourcefile(sys.modules[fn.__module__])
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """SHA-256 of the sources of the module defining ``fn`` and of every module of its top-level
+    package (``salbook``) that it imports, directly or through other such modules (imports inside
+    functions included)."""
+    root = _package_root(fn.__module__.split(".")[0])
+    digest = hashlib.sha256()
+    for path in module_closure(fn.__module__):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=None)
+def module_closure(module: str) -> tuple[Path, ...]:
+    """Source files of ``module`` and of the modules of its package it imports, transitively, sorted."""
+    package = module.split(".")[0]
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = _source_of(name)
+        if name in seen or path is None:
+            continue
+        seen[name] = path
+        todo += [m for m in _imports(path, name) if m.split(".")[0] == package]
+    return tuple(sorted(set(seen.values())))
+
+
+@functools.lru_cache(maxsize=None)
+def _package_root(package: str) -> Path:
+    return Path(importlib.util.find_spec(package).origin).parent
+
+
+def _source_of(name: str) -> Path | None:
+    """The source file of module ``name`` of a package on disk, or None if there is no such module."""
+    head, *parts = name.split(".")
+    base = _package_root(head).joinpath(*parts)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if parts and path.is_file() or not parts and path.name == "__init__.py" and path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path, name: str) -> list[str]:
+    """Modules named by the import statements of ``path`` (module ``name``), relative ones resolved;
+    ``from a import b`` yields ``a`` and ``a.b`` (``b`` may be a submodule; names that are not
+    modules are dropped by :func:`module_closure`)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            out += [base] + [f"{base}.{a.name}" for a in node.names]
+    return out
 
 
 def resolve_executor(executor: str | None = None) -> str:
@@ -127,10 +186,11 @@ def run(jobs: list[Job], executor: str | None = None, progress: bool = True, des
     todo = []
     for i, job in enumerate(jobs):
         path = job.cache_path()
-        if cache and path.exists():
-            results[i] = torch.load(path, weights_only=True)
-        else:
+        cached_value = _load_cached(path) if cache else _MISSING
+        if cached_value is _MISSING:
             todo.append(i)
+        else:
+            results[i] = cached_value
     failures: list[Failure] = []
     start = time.perf_counter()
     with tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"{desc} ({executor})", disable=not progress) as bar:
@@ -215,6 +275,20 @@ def _run_ray(jobs, todo):
         done, _ = ray.wait(list(pending), num_returns=1)
         i = pending.pop(done[0])
         yield (i, *ray.get(done[0]))
+
+
+def _load_cached(path: Path) -> Any:
+    """The cached result at ``path``, or ``_MISSING`` if there is none; an unreadable file is reported
+    by name, deleted and left to be computed again."""
+    if not path.exists():
+        return _MISSING
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable cache file is rebuilt, never trusted
+        warnings.warn(f"job cache file {path} cannot be read ({type(err).__name__}: {err}); deleting it and "
+                      "computing the job again")
+        path.unlink(missing_ok=True)
+        return _MISSING
 
 
 def _store(path: Path, value: Any) -> None:
