@@ -75,6 +75,12 @@ def test_a_damaged_or_stale_checkpoint_is_never_used_silently(tiny_recipe, tmp_p
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     with pytest.raises(zoo.WeightsMismatchError, match=r"git checkout -- .*tiny\.pt.*SALBOOK_RETRAIN=1"):
         zoo.get("tiny", "smoke", device="cpu")
+    card = zoo.checkpoint_paths("tiny", "smoke")[1]
+    text = card.read_text()
+    card.write_text(text[:20])  # a half-written card
+    with pytest.raises(ValueError, match=r"card .* is not valid JSON.*git checkout --"):
+        zoo.get("tiny", "smoke", device="cpu")
+    card.write_text(text)
     monkeypatch.setitem(zoo.RECIPES, "tiny", dataclasses.replace(tiny_recipe, lr=0.5))  # the recipe moved on
     with pytest.warns(UserWarning, match="trained from another recipe"):
         assert zoo.get("tiny", "smoke", device="cpu").card["origin"] == "trained"

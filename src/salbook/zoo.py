@@ -305,7 +305,11 @@ def _find(r: Recipe, profile: str, retrain: bool) -> tuple[Path | None, dict | N
     weights, card_path = checkpoint_paths(r.name, profile)
     if retrain or retrain_requested() or not (weights.exists() and card_path.exists()):
         return None, None
-    card = json.loads(card_path.read_text())
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"checkpoint card {card_path} is not valid JSON ({err}): restore it with "
+                         f"`git checkout -- {card_path}`, or set SALBOOK_RETRAIN=1 to train the model") from None
     if card.get("cache_key") != key:
         warnings.warn(f"checkpoint {weights} was trained from another recipe (key {card.get('cache_key')}, now {key}): "
                       f"training {r.name} instead; `python -m salbook.zoo publish {r.name} --profile {profile}` refreshes it")
