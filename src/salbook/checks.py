@@ -36,3 +36,23 @@ def as_targets(target, n: int, n_classes: int | None = None) -> torch.Tensor:
     if n_classes is not None and len(t) and (t.min() < 0 or t.max() >= n_classes):
         raise ValueError(f"target classes must lie in 0..{n_classes - 1}, got {t.min().item()}..{t.max().item()}")
     return t.clone()
+
+
+def check_maps(maps, inputs_shape: tuple | None = None, name: str = "maps") -> None:
+    """Saliency maps given to a yardstick must be a finite float tensor (or array), one per input:
+    a NaN map (a method that divided by zero, a failed solver) is refused here, never ranked as if it
+    were a map."""
+    if not isinstance(maps, torch.Tensor):
+        try:
+            maps = torch.as_tensor(maps)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name} must be a tensor or an array, got {type(maps).__name__}") from err
+    if not maps.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {maps.dtype}")
+    if inputs_shape is not None and maps.shape[0] != inputs_shape[0]:
+        raise ValueError(f"{name} hold {maps.shape[0]} maps for {inputs_shape[0]} inputs: one map per input")
+    bad = ~torch.isfinite(maps)
+    if bad.any():
+        per_map = bad.flatten(1).any(1) if maps.ndim > 1 else bad
+        raise ValueError(f"{name} contain NaN or infinite values ({int(per_map.sum())} of {len(per_map)} maps): "
+                         "fix the method that produced them (a division by zero? a failed solver?) before scoring")
