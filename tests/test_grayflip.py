@@ -57,3 +57,67 @@ def test_bad_arguments(first_pixel):
         grayflip_changes(first_pixel, x, {"m": torch.full((1, 2, 2), float("nan"))})
     with pytest.raises(ValueError, match="fill"):
         grayflip_changes(first_pixel, x, {"m": torch.zeros(1, 2, 2)}, fill=2.0)
+
+
+def test_the_three_tie_readings_on_a_flat_map(first_pixel):
+    """A constant map: "<" fills nothing below τ = 100 quantile (nothing is strictly below), "<=" fills
+    everything from τ = 0, and the random tie rule fills the ⌊τ·HW⌋ pixels in random order."""
+    x = torch.tensor([1.0, 0.2, 0.2, 0.2]).view(1, 1, 2, 2)
+    flat = {"flat": torch.zeros(1, 2, 2)}
+    taus = (0, 50, 100)
+    assert grayflip_changes(first_pixel, x, flat, taus, fill=0.0, ties="<")["flat"].tolist() == [[False, False, False]]
+    assert grayflip_changes(first_pixel, x, flat, taus, fill=0.0, ties="<=")["flat"].tolist() == [[True, True, True]]
+    rnd = grayflip_changes(first_pixel, x, flat, taus, fill=0.0)["flat"]
+    assert rnd[0, 0] == False and rnd[0, 2] == True  # noqa: E712
+    with pytest.raises(ValueError, match="ties must be"):
+        grayflip_changes(first_pixel, x, flat, taus, ties="≤")
+
+
+def test_quantile_readings_agree_with_ranks_without_ties(cnn):
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 16, 16, generator=gen)
+    scores = {"m": torch.randn(4, 16, 16, generator=gen)}
+    taus = (0, 25, 50, 75, 100)
+    rank = grayflip_changes(cnn, x, scores, taus, fill=0.5)["m"]
+    strict = grayflip_changes(cnn, x, scores, taus, fill=0.5, ties="<")["m"]
+    # at τ = 0 and 100 the strict reading fills nothing / all but the top pixel; in between, with
+    # 256 distinct scores, "< q_τ" is the ⌊τ·256⌋ lowest pixels up to the interpolated one
+    assert strict[:, 0].tolist() == [False] * 4 and rank.shape == strict.shape
+
+
+def test_tied_share():
+    from salbook.yardsticks.grayflip import tied_share
+
+    m = torch.tensor([[[0.0, 0.0], [1.0, 2.0]], [[1.0, 1.0], [1.0, 1.0]], [[0.0, 1.0], [2.0, 3.0]]])
+    assert tied_share(m).tolist() == [0.5, 1.0, 0.0]
+    with pytest.raises(ValueError, match="NaN"):
+        tied_share(torch.full((1, 2, 2), float("nan")))
+    with pytest.raises(TypeError, match="floating"):
+        tied_share(torch.zeros((1, 2, 2), dtype=torch.long))
+
+
+def test_best_is_separated_only_when_its_interval_says_so():
+    from salbook import verdicts
+    from salbook.yardsticks.grayflip import best_and_runner_up, curve_areas
+
+    assert curve_areas(np.array([[0, 1, 1]]), (0, 50, 100)).tolist() == [0.75]
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, 60)
+    clear = {"A": base, "B": base + 0.1, "C": base + 0.3}
+    best, second, iv = best_and_runner_up(clear)
+    assert (best, second) == ("A", "B") and verdicts.exceeds(iv, 0.0).verdict == "reproduced"
+    close = {"A": base, "B": base + rng.normal(0.002, 0.05, 60)}
+    assert verdicts.exceeds(best_and_runner_up(close)[2], 0.0).verdict != "reproduced"
+    with pytest.raises(ValueError):
+        best_and_runner_up({"A": base})
+
+
+def test_max_abs_mean_difference_covers_the_largest_gap():
+    from salbook.yardsticks.grayflip import max_abs_mean_difference
+
+    rng = np.random.default_rng(0)
+    diffs = {"A": rng.normal(0.0, 0.05, 100), "B": rng.normal(-0.3, 0.05, 100)}
+    which, iv = max_abs_mean_difference(diffs)
+    assert which == "B" and iv.lo <= 0.3 <= iv.hi + 0.02 and iv.lo > 0.25
+    with pytest.raises(ValueError):
+        max_abs_mean_difference({"A": np.array([np.nan, 0.0])})

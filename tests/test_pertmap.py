@@ -171,3 +171,63 @@ def test_the_chunked_gradient_is_the_gradient_of_eq_3_3(cnn):
     (expected,) = torch.autograd.grad(-pm.objective(x, w_all, t, c).sum() / w[0].numel(), w_all)
     for per_pass in (1, 2, 5):
         torch.testing.assert_close(pm.loss_gradient(x, w, t, c, lam, per_pass), expected)
+
+
+def test_hard_lp_respects_a_constraint_that_the_soft_lp_buys_away(margin_model):
+    """At the reference's λ = 1e-4 slack costs 1e-4·2d per unit while each unit buys box volume, so
+    the soft LP violates the binding constraint (Σ|a|v = 5.5 > margin 1); the hard LP, as the problem
+    is defined, keeps it and solves the knapsack exactly."""
+    from salbook.yardsticks.invariance import box_violation_rate
+
+    model, a = margin_model
+    x = torch.full((1, 1, 1, 4), 0.5)
+    soft = LPPertMap(model, delta=1.0, lam=1e-4, progress=False)
+    soft.attribute(x)
+    assert soft.slack[0] > 4.0 and soft.info[0]["max_residual"] > 4.0
+    assert box_violation_rate(model, x, soft.lower, soft.upper, samples=2000).item() > 0.1
+    hard = LPPertMap(model, delta=1.0, progress=False)
+    hard.attribute(x)
+    info = hard.info[0]
+    assert info["feasible"] and info["slack"] == 0.0 and info["max_residual"] <= 1e-9 and info["binding"] == 1
+    assert torch.allclose(hard.lower.flatten(), torch.tensor([1.0, 1.0, 0.5, 0.0]), atol=1e-6)
+    assert (a * hard.lower.flatten()).sum() <= 1.0 + 1e-9  # the constraint binds and is respected
+    assert box_violation_rate(model, x, hard.lower * 0.999, hard.upper * 0.999, corners=True).item() == 0.0
+
+
+def test_hard_lp_reports_an_infeasible_image_with_an_empty_box(margin_model):
+    model, _ = margin_model
+    lp = LPPertMap(model, delta=1.0, progress=False)
+    A = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0]])
+    u, v, info = lp.solve(A, np.array([1.0, -0.5]), 1)  # the second right-hand side is negative
+    assert not info["feasible"] and info["negative_rhs"] == 1 and u.tolist() == v.tolist() == [0.0]
+    u, v, info = lp.solve(A, np.array([1.0, 0.5]), 1)
+    assert info["feasible"] and info["max_residual"] <= 1e-9 and (u + v).item() == pytest.approx(1.5)
+
+
+def test_stopping_rule_freezes_rows_that_stopped(margin_model):
+    """With tol, a row stops once its mean w moves less than tol·C over a window; a row with a weak
+    penalty saturates at C fast and stops first, and its w stays where it stopped."""
+    model, _ = margin_model
+    x = torch.full((2, 1, 1, 4), 0.5)
+    pm = StochasticPertMap(model, iterations=2000, samples=16, lam=[1e-3, 200.0], tol=0.005, window=50, progress=False)
+    w = -pm.attribute(x).flatten(1)
+    assert pm.stopped_at[0] < 2000 and pm.stopped_at[0] <= pm.stopped_at[1]
+    assert torch.allclose(w[0], torch.ones(4))  # λ tiny: every side at C
+    assert pm.mean_w.shape == (len(pm.mean_w_at), 2) and pm.mean_w_at[0] == 0
+    k = pm.mean_w_at.index(int(pm.stopped_at[0]))
+    assert torch.allclose(pm.mean_w[k:, 0], pm.mean_w[-1, 0].expand(len(pm.mean_w) - k))
+    with pytest.raises(ValueError, match="tol"):
+        StochasticPertMap(model, tol=0.0)
+
+
+def test_the_study_job_runs_every_penalty_weight_as_its_own_rows():
+    from salbook import zoo
+    from salbook.grids import pertmap as grid
+
+    weights = zoo.get("cifar-cnn4", "smoke").card["weights_sha256"]
+    out = grid.stochastic_study("cifar-cnn4", "smoke", weights, [0, 1], [3, 3], [0.01, 10.0], C=1.0, iterations=6,
+                                samples=2, tol=1e-3, window=3, seed=0)
+    assert out["w"].shape == (4, 3, 32, 32) and (out["w"] >= 0).all() and (out["w"] <= 1).all()
+    assert out["mean_w_at"] == [0, 3, 6] and out["mean_w"].shape == (3, 4) and out["stopped_at"].shape == (4,)
+    with pytest.raises(ValueError, match="one target per image"):
+        grid.stochastic_study("cifar-cnn4", "smoke", weights, [0, 1], [3], [0.1], 1.0, 2, 2, 1e-3, 1, 0)

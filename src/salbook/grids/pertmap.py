@@ -49,7 +49,8 @@ def test_predictions(model: str, profile: str, weights: str) -> dict:
 def method_maps(model: str, profile: str, weights: str, method: str, options: dict | None, indices: list[int],
                 targets: list[int]) -> dict:
     """Raw maps of ``method`` for the CIFAR-10 test images ``indices`` and classes ``targets``, the
-    seconds they took, and for LP PertMap its boxes (``upper``, ``lower``) and slacks."""
+    seconds they took, and for LP PertMap its boxes (``upper``, ``lower``), slacks and per-image
+    solver facts (``info``: feasibility, slack, largest constraint residual, binding constraints)."""
     if len(indices) != len(targets):
         raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
     net = network(model, profile, weights)
@@ -61,7 +62,28 @@ def method_maps(model: str, profile: str, weights: str, method: str, options: di
     start = time.perf_counter()
     maps = torch.cat([e.attribute(xs, target=ts).detach().cpu() for xs, ts in zip(x.split(per_call), target.split(per_call))])
     result = {"maps": maps.contiguous(), "seconds": time.perf_counter() - start}
-    for name in ("upper", "lower", "slack"):
+    for name in ("upper", "lower", "slack", "info"):
         if getattr(e, name, None) is not None:
             result[name] = getattr(e, name)
     return result
+
+
+def stochastic_study(model: str, profile: str, weights: str, indices: list[int], targets: list[int], lams: list[float],
+                     C: float, iterations: int, samples: int, tol: float, window: int, seed: int) -> dict:
+    """Stochastic PertMap for the CIFAR-10 test images ``indices`` at every penalty weight in ``lams``
+    (multiples of d) in one optimisation (row ``k·n + i``: image i at ``lams[k]``), run until each
+    row's mean w moves by less than ``tol``·C over ``window`` iterations, or ``iterations``. Returns
+    the final ``w`` ``(len(lams)·n, C, H, W)``, ``mean_w`` every ``window`` iterations (``mean_w_at``),
+    ``stopped_at`` per row and the seconds it took."""
+    if len(indices) != len(targets):
+        raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
+    net = network(model, profile, weights)
+    device = config.default_device()
+    x = data.to_input(data.cifar10("test").x[list(indices)], device)
+    n = len(x)
+    pm = StochasticPertMap(net, iterations=iterations, samples=samples, lam=[lam for lam in lams for _ in range(n)],
+                           C=C, seed=seed, tol=tol, window=window, progress=True)
+    start = time.perf_counter()
+    w = -pm.attribute(x.repeat(len(lams), 1, 1, 1), target=torch.as_tensor(targets, device=device).repeat(len(lams)))
+    return {"w": w.contiguous(), "mean_w": pm.mean_w, "mean_w_at": pm.mean_w_at, "stopped_at": pm.stopped_at,
+            "seconds": time.perf_counter() - start}

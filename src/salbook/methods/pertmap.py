@@ -37,13 +37,19 @@ class StochasticPertMap:
         lr: Adam step size (paper: 0.01).
         C: upper bound of w (paper: C = 1 for images in [0, 1]); a number, or one value per image.
         seed: seeds the perturbations.
+        tol, window: an optional stopping rule. With ``tol`` set, an image (row) stops once the mean of
+            its w has moved by less than ``tol``·C over the last ``window`` iterations; its w is then
+            frozen and it leaves the forward passes. ``iterations`` stays the cap. None (the default):
+            exactly ``iterations`` steps, as in the paper's Algorithm 1 with a fixed budget.
         batch_size: about how many perturbed images (images × samples) enter one forward and backward
             pass; None: 64 on a CPU (small passes keep the activations in cache, which is faster than
             large ones there) and 2048 on a GPU.
 
     ``attribute(inputs, target=None)`` returns −ŵ shaped like the inputs (higher = more relevant);
     ``target`` defaults to the predicted class c, which the paper fixes from the clean image.
-    ``self.history`` holds ŵ at the iterations listed in ``checkpoints``.
+    ``self.history`` holds ŵ at the iterations listed in ``checkpoints``; ``self.mean_w`` the mean of each
+    row's w every ``window`` iterations (``(len(checks), n)``, iterations in ``self.mean_w_at``) and
+    ``self.stopped_at`` the iteration at which each row stopped (the cap when it never did).
 
     Each image's box is optimised independently (Adam is elementwise and the network, in eval mode,
     treats images independently), so one call can run several settings at once: repeat the images
@@ -61,7 +67,8 @@ class StochasticPertMap:
     """
 
     def __init__(self, model, iterations: int = 500, samples: int = 32, lam=0.1, lr: float = 0.01,
-                 C=1.0, seed: int = 0, batch_size: int | None = None, checkpoints: tuple = (), progress: bool = True):
+                 C=1.0, seed: int = 0, batch_size: int | None = None, checkpoints: tuple = (), progress: bool = True,
+                 tol: float | None = None, window: int = 100):
         lam_t, C_t = torch.as_tensor(lam, dtype=torch.float32), torch.as_tensor(C, dtype=torch.float32)
         if iterations < 1 or samples < 1 or lr <= 0 or lam_t.ndim > 1 or C_t.ndim > 1:
             raise ValueError("iterations and samples must be ≥ 1 and lr > 0; lam and C a number or one value per image")
@@ -69,9 +76,15 @@ class StochasticPertMap:
             raise ValueError("lam must be ≥ 0 and C > 0 (finite)")
         if batch_size is not None and batch_size < 1:
             raise ValueError("batch_size must be ≥ 1 (or None for the device's default)")
+        if (tol is not None and not tol > 0) or window < 1:
+            raise ValueError("tol must be > 0 (or None: no stopping rule) and window ≥ 1")
         self.model, self.iterations, self.samples, self.lam, self.lr, self.C = model, iterations, samples, lam_t, lr, C_t
         self.seed, self.batch_size, self.checkpoints, self.progress = seed, batch_size, tuple(checkpoints), progress
+        self.tol, self.window = tol, window
         self.history: dict[int, torch.Tensor] = {}
+        self.mean_w: torch.Tensor | None = None
+        self.mean_w_at: list[int] = []
+        self.stopped_at: torch.Tensor | None = None
 
     def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
         check_inputs(inputs)
@@ -87,14 +100,38 @@ class StochasticPertMap:
         w = torch.zeros_like(x)
         opt = torch.optim.Adam([w], lr=self.lr)
         gen = torch.Generator(device=device).manual_seed(self.seed)
-        self.history = {}
+        self.history, means, self.mean_w_at = {}, [w.flatten(1).mean(1).cpu()], [0]
+        active = torch.ones(n, dtype=torch.bool, device=device)
+        stopped_at = torch.full((n,), self.iterations)
         for it in tqdm(range(1, self.iterations + 1), desc="stochastic PertMap", disable=not self.progress):
+            # the draws do not depend on which rows are still active: every row draws every step
             t = torch.rand((n, self.samples, *x.shape[1:]), generator=gen, device=device) * 2 - 1
-            w.grad = self.loss_gradient(x, w, t, c, lam, max(1, rows // self.samples))
+            if active.all():
+                w.grad = self.loss_gradient(x, w, t, c, lam, max(1, rows // self.samples))
+            else:
+                idx = active.nonzero().flatten()
+                grad = torch.zeros_like(w)
+                grad[idx] = self.loss_gradient(x[idx], w[idx].detach(), t[idx], c[idx], lam[idx],
+                                               max(1, rows // self.samples))
+                w.grad = grad
+            frozen = w.detach()[~active].clone()
             opt.step()
             w.copy_(w.clamp(min=0).minimum(C))
+            if not active.all():
+                w.data[~active] = frozen  # Adam's momentum must not move a row that has stopped
             if it in self.checkpoints:
                 self.history[it] = w.cpu().clone()
+            if it % self.window == 0:
+                means.append(w.flatten(1).mean(1).cpu())
+                self.mean_w_at.append(it)
+                if self.tol is not None:
+                    moved = (means[-1] - means[-2]).abs().to(device)
+                    done = active & (moved < self.tol * C.flatten())
+                    stopped_at[done.cpu()] = it
+                    active &= ~done
+                    if not active.any():
+                        break
+        self.mean_w, self.stopped_at = torch.stack(means), stopped_at
         return -w.cpu()
 
     def loss_gradient(self, x: torch.Tensor, w: torch.Tensor, t: torch.Tensor, c: torch.Tensor, lam: torch.Tensor,
@@ -139,51 +176,86 @@ class LPPertMap:
     The worst case of H·r over the box is −Σ_i (H⁺_i v_i + H⁻_i u_i), so the first-order constraint
     Z_j(x_k) + H_{k,j}·(x + r − x_k) ≥ 0 for all r becomes
 
-        Σ_i H⁻_{k,j,i} u_i + H⁺_{k,j,i} v_i ≤ Z_j(x_k) − H_{k,j}·n_k + s,      s ≥ 0,
+        Σ_i H⁻_{k,j,i} u_i + H⁺_{k,j,i} v_i ≤ Z_j(x_k) − H_{k,j}·n_k,
 
-    and the LP maximises Σ(u + v) − λ·2d·s. **The right-hand side is derived here, not copied:** the
-    reference notebook uses Z + g_j·n with the raw gradient of the j-th *non-c* class index (off by one
-    for j ≥ c, and of the wrong sign), which the first-order expansion above does not support.
-    Solved with HiGHS (scipy) in place of CPLEX; one (u, v) pair per input entry (the reference
-    shares them over 8×8 patches of a 224-pixel image, which is one pixel at CIFAR's 32).
+    and the LP maximises Σ(u + v) under these **hard** constraints, as the problem is defined
+    (Problem 2.1 with the constraint linearised). With ``lam`` set, the constraints are softened as in
+    the reference notebook: a slack s ≥ 0 is added to every right-hand side and the LP maximises
+    Σ(u + v) − λ·2d·s (the notebook's λ = 1e-4 makes slack so cheap that it is bought on every image).
+
+    With smoothing, a right-hand side can be negative (the expansion at a noisy point predicts a
+    flipped decision at x); then no box satisfies the constraints, not even the empty one, and the
+    image is **infeasible**: its box is reported as empty (u = v = 0, a flat map) and flagged in
+    ``self.info``, never hidden. Without smoothing the empty box is always feasible (Z_j(x) > 0).
+
+    **The right-hand side is derived here, not copied:** the reference notebook uses Z + g_j·n with the
+    raw gradient of the j-th *non-c* class index (off by one for j ≥ c, and of the wrong sign), which
+    the first-order expansion above does not support. Solved with HiGHS (scipy) in place of CPLEX; one
+    (u, v) pair per input entry (the reference shares them over 8×8 patches of a 224-pixel image,
+    which is one pixel at CIFAR's 32).
 
     ``attribute(inputs, target=None)`` returns −(u + v) shaped like the inputs (higher = more relevant)
-    and keeps the box in ``self.upper`` (u) and ``self.lower`` (v).
+    and keeps the box in ``self.upper`` (u) and ``self.lower`` (v), the slack per image in
+    ``self.slack`` and, per image, ``self.info``: ``feasible``, ``status`` (HiGHS), ``slack``,
+    ``max_residual`` (the largest Σ H⁻u + H⁺v − rhs over the constraints, without slack: ≤ 0 when the
+    box respects every linearised constraint), ``binding`` (constraints within 1e-9 of equality),
+    ``constraints`` and ``objective`` (Σ(u + v)).
     """
 
-    def __init__(self, model, delta: float = 0.1, lam: float = 1e-4, noise_points: int = 0, sigma: float = 0.05,
+    def __init__(self, model, delta: float = 0.1, lam: float | None = None, noise_points: int = 0, sigma: float = 0.05,
                  seed: int = 0, progress: bool = True):
-        if delta <= 0 or lam < 0 or noise_points < 0 or sigma < 0:
-            raise ValueError("delta must be > 0 and lam, noise_points, sigma ≥ 0")
+        if delta <= 0 or (lam is not None and lam < 0) or noise_points < 0 or sigma < 0:
+            raise ValueError("delta must be > 0 and lam (None: hard constraints), noise_points, sigma ≥ 0")
         self.model, self.delta, self.lam, self.noise_points, self.sigma = model, delta, lam, noise_points, sigma
         self.seed, self.progress = seed, progress
         self.slack: list[float] = []
+        self.info: list[dict] = []
         self.upper: torch.Tensor | None = None  # u: allowed increase per entry, after attribute()
         self.lower: torch.Tensor | None = None  # v: allowed decrease
 
     def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
-        from scipy.optimize import linprog
-
         check_inputs(inputs)
         gen = torch.Generator().manual_seed(self.seed)
-        out, ups, downs, self.slack = [], [], [], []
+        out, ups, downs, self.slack, self.info = [], [], [], [], []
         for k in tqdm(range(len(inputs)), desc="LP PertMap", disable=not self.progress):
             x = inputs[k:k + 1].detach().cpu()
             A, b = self.constraints(x, None if target is None else as_targets(target, len(inputs))[k], gen)
-            d = x.numel()
-            cost = np.concatenate([-np.ones(2 * d), [self.lam * 2 * d]])  # minimise −Σ(u+v) + λ·2d·s
-            bounds = [(0, self.delta)] * (2 * d) + [(0, None)]
-            res = linprog(cost, A_ub=A, b_ub=b, bounds=bounds, method="highs")
-            if res.status != 0:
-                raise RuntimeError(f"LP PertMap: HiGHS failed on image {k}: {res.message}")
-            u, v = (torch.from_numpy(res.x[:d]).float().view(x.shape[1:]),
-                    torch.from_numpy(res.x[d:2 * d]).float().view(x.shape[1:]))
-            ups.append(u)
-            downs.append(v)
-            out.append(-(u + v))
-            self.slack.append(float(res.x[-1]))
+            u, v, info = self.solve(A, b, x.numel())
+            ups.append(torch.from_numpy(u).float().view(x.shape[1:]))
+            downs.append(torch.from_numpy(v).float().view(x.shape[1:]))
+            out.append(-(ups[-1] + downs[-1]))
+            self.slack.append(info["slack"])
+            self.info.append(info)
         self.upper, self.lower = torch.stack(ups), torch.stack(downs)
         return torch.stack(out)
+
+    def solve(self, A: np.ndarray, b: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """The LP for one image from :meth:`constraints` (rows ``[H⁻ | H⁺ | −1]``): ``(u, v, info)``."""
+        from scipy.optimize import linprog
+
+        H, rhs = A[:, :2 * d], b
+        info = {"constraints": int(len(b)), "negative_rhs": int((b < 0).sum())}
+        if self.lam is None:
+            if (b < 0).any():  # Σ H⁻u + H⁺v ≥ 0 > rhs: no box, not even the empty one
+                info.update(feasible=False, status="infeasible (a right-hand side is negative)", slack=0.0,
+                            max_residual=float(-b.min()), binding=0, objective=0.0)
+                return np.zeros(d), np.zeros(d), info
+            res = linprog(-np.ones(2 * d), A_ub=H, b_ub=rhs, bounds=[(0, self.delta)] * (2 * d), method="highs")
+            z, slack = (res.x if res.status == 0 else None), 0.0
+        else:
+            cost = np.concatenate([-np.ones(2 * d), [self.lam * 2 * d]])  # minimise −Σ(u+v) + λ·2d·s
+            res = linprog(cost, A_ub=A, b_ub=b, bounds=[(0, self.delta)] * (2 * d) + [(0, None)], method="highs")
+            z, slack = (res.x[:2 * d], float(res.x[-1])) if res.status == 0 else (None, 0.0)
+        if z is None:
+            if res.status == 2:  # infeasible: reported, with the empty box
+                info.update(feasible=False, status=res.message, slack=0.0, max_residual=None, binding=0,
+                            objective=0.0)
+                return np.zeros(d), np.zeros(d), info
+            raise RuntimeError(f"LP PertMap: HiGHS failed: {res.message}")
+        residual = H @ z - rhs
+        info.update(feasible=True, status="optimal", slack=slack, max_residual=float(residual.max()),
+                    binding=int((np.abs(residual) <= 1e-9 * max(1.0, np.abs(rhs).max())).sum()), objective=float(z.sum()))
+        return z[:d], z[d:], info
 
     def constraints(self, x: torch.Tensor, target, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``[H⁻ | H⁺ | −1]`` and right-hand sides ``Z − H·n`` for every point and class j ≠ c."""
