@@ -40,6 +40,8 @@ def test_bad_arguments(brightness):
         salt_and_pepper_attack(brightness, x, 0, torch.zeros(1, 4), torch.zeros(1, 2, 2, dtype=torch.bool))
     with pytest.raises(ValueError, match="budget"):
         salt_and_pepper_attack(brightness, x, 0, torch.zeros(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.bool), budget=5)
+    with pytest.raises(ValueError, match="NaN"):
+        salt_and_pepper_attack(brightness, x, 0, torch.full((1, 2, 2), float("nan")), torch.zeros(1, 2, 2, dtype=torch.bool))
 
 
 def test_stopping_at_success_and_blocks_do_not_change_the_result(cnn):

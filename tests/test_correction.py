@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from salbook.yardsticks import closed_loop_correction
+from salbook.yardsticks.correction import stratified_sample, wilson_size
+from salbook.stats import proportion
 
 
 @pytest.fixture
@@ -101,8 +103,10 @@ def test_adaptive_chunks_waste_little_and_save_forward_calls(linear_model):
 
 def test_bad_arguments(counter):
     x = torch.zeros(1, 1, 1, 4)
-    with pytest.raises(ValueError, match="shaped like inputs"):
+    with pytest.raises(ValueError, match="must be shaped"):
         closed_loop_correction(counter, x, 0, torch.zeros(1, 4), torch.zeros(1, 1, 1, 4))
+    with pytest.raises(ValueError, match="unit"):
+        closed_loop_correction(counter, x, 0, x, x, unit="patch")
     with pytest.raises(ValueError, match="eps"):
         closed_loop_correction(counter, x, 0, x, x, eps=0)
     with pytest.raises(ValueError, match="one class per input"):
@@ -118,3 +122,61 @@ def test_trajectory_replays_the_kept_steps(counter):
     assert torch.equal(images[-1], res.inputs[0])
     assert changed[-1] == [(0, 1), (0, 3), (0, 2)]
     assert torch.equal(probs[0], res.probs_before[0])
+
+
+@pytest.fixture
+def rgb_counter(linear_model):
+    """Class 0's logit sums all 3 x 1 x 2 values of an RGB image; class 1 has a constant logit 2.5."""
+    return linear_model(torch.tensor([[1.0] * 6, [0.0] * 6]), torch.tensor([0.0, 2.5]))
+
+
+def test_pixel_unit_sets_all_channels_of_a_pixel(rgb_counter):
+    x = torch.zeros(1, 3, 1, 2)
+    rep = torch.ones(1, 3, 1, 2)
+    pixel = closed_loop_correction(rgb_counter, x, 0, torch.tensor([[[0.9, 0.1]]]), rep, eps=10, unit="pixel",
+                                   progress=False)
+    assert pixel.success.tolist() == [True] and pixel.n_replaced.tolist() == [1]  # one pixel: logit 3 > 2.5
+    dim, old, new, _ = pixel.steps[0][0]
+    assert dim == 1 and old.tolist() == [0, 0, 0] and new.tolist() == [1, 1, 1]  # the lower-scored pixel first
+    assert pixel.inputs[0, :, 0].tolist() == [[0, 1], [0, 1], [0, 1]]
+    assert pixel.pixels(0).tolist() == [1]
+    images, _, changed = pixel.trajectory(0, x[0])
+    assert torch.equal(images[-1], pixel.inputs[0]) and changed[-1] == [(0, 1)]
+    channel = closed_loop_correction(rgb_counter, x, 0, torch.arange(6.0).view(1, 3, 1, 2), rep, eps=10,
+                                     progress=False)
+    assert channel.n_replaced.tolist() == [3]  # one value at a time: three edits to pass 2.5
+    assert channel.pixels(0).tolist() == [0, 1]  # dims 0, 1, 2 are pixels 0, 1 of channel 0 and pixel 0 of channel 1
+    eps1 = closed_loop_correction(rgb_counter, x, 0, torch.arange(6.0).view(1, 3, 1, 2), rep, eps=1, progress=False)
+    assert eps1.success.tolist() == [False]  # ε counts channels here, pixels above
+
+
+def test_nan_scores_are_refused_and_inf_means_last(counter):
+    x = torch.zeros(1, 1, 1, 4)
+    with pytest.raises(ValueError, match="NaN"):
+        closed_loop_correction(counter, x, 0, torch.tensor([0.1, float("nan"), 0.2, 0.3]).view(1, 1, 1, 4),
+                               torch.ones(1, 1, 1, 4), progress=False)
+    res = closed_loop_correction(counter, x, 0, torch.tensor([0.1, float("inf"), 0.2, 0.3]).view(1, 1, 1, 4),
+                                 torch.ones(1, 1, 1, 4), progress=False)
+    assert [s[0] for s in res.steps[0]] == [0, 2, 3]
+
+
+def test_stratified_sample_keeps_class_shares_and_is_seeded():
+    labels = np.repeat(np.arange(4), [40, 30, 20, 10])
+    idx = np.arange(100) + 1000
+    a = stratified_sample(idx, labels, 50, seed=3)
+    assert len(a) == 50 and len(set(a)) == 50 and np.array_equal(a, stratified_sample(idx, labels, 50, seed=3))
+    assert np.bincount(labels[a - 1000]).tolist() == [20, 15, 10, 5]
+    assert not np.array_equal(a, stratified_sample(idx, labels, 50, seed=4))
+    odd = stratified_sample(idx, labels, 7, seed=0)  # rounding by largest remainders still gives 7
+    assert len(odd) == 7
+    assert np.array_equal(stratified_sample(idx, labels, None), idx)
+
+
+def test_wilson_size_bounds_the_interval():
+    n = wilson_size(0.08)
+    assert n == 151
+    for k in range(0, n + 1, 5):  # every outcome of n images: the Wilson interval is within ±8 points
+        p = proportion(k, n)
+        assert max(p["rate"] - p["ci_low"], p["ci_high"] - p["rate"]) <= 0.08
+    p = proportion(n // 2, n - 20)
+    assert p["ci_high"] - p["rate"] > 0.08 or p["rate"] - p["ci_low"] > 0.08  # fewer images: wider

@@ -109,6 +109,22 @@ def test_correction_arms_are_seeded(tiny):
     assert torch.equal(typical[0].flatten() * 255, table.typical_sample(5)[0].float())
 
 
+def test_pixel_arms_score_a_pixel_by_its_worst_channel(linear_model, rng):
+    torch.manual_seed(0)
+    model = linear_model(torch.randn(3, 2 * 2 * 3))
+    x = rng.choice(np.array([0, 128, 255], np.uint8), size=(400, 2, 2, 3))
+    table = mpe_table(model, x, progress=False)
+    arms = correction_arms(table, x[:4], [0, 1, 2, 0], min_count=5, seed=1, unit="pixel")
+    channel = correction_arms(table, x[:4], [0, 1, 2, 0], min_count=5, seed=1)
+    scores, typical = arms["mpe+typical"]
+    assert scores.shape == (4, 2, 2) and typical.shape == (4, 3, 2, 2)
+    assert torch.equal(scores, channel["mpe+typical"][0].amin(1))  # lowest MPE over the channels
+    assert torch.equal(typical, channel["mpe+typical"][1])  # the typical pixel: all three channels
+    assert arms["rand+rand"][0].shape == (4, 2, 2)
+    with pytest.raises(ValueError, match="unit"):
+        correction_arms(table, x[:4], [0, 1, 2, 0], min_count=5, unit="patch")
+
+
 def test_mpe_attack_plan_scores_pixels_by_their_best_channel(linear_model, rng):
     torch.manual_seed(0)
     model = linear_model(torch.randn(3, 2 * 2 * 3))

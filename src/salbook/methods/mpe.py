@@ -187,19 +187,31 @@ class MPE:
 
 
 def correction_arms(table: MPETable, z: np.ndarray, target: np.ndarray, min_count: int = 200,
-                    seed: int = 0) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                    seed: int = 0, unit: str = "channel") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The four arms of the paper's §4.2 comparison, as (scores, replacement) model-input tensors.
 
-    Pixel choice: ``mpe`` tries dimensions in ascending MCMPE of the target class (eq. 9: "the ones
+    Pixel choice: ``mpe`` tries candidates in ascending MCMPE of the target class (eq. 9: "the ones
     with the smallest MPEs"), ``rand`` in a seeded random order. Replacement value: ``typical`` is the
     typical sample of the target class (eq. 6), ``rand`` a seeded uniform integer in 0..255 (eq. 8's
-    U(0, 1) on the image's discrete grid). Feed each pair to ``yardsticks.closed_loop_correction``.
+    U(0, 1) on the image's discrete grid). Feed each pair to ``yardsticks.closed_loop_correction``
+    with the same ``unit``.
+
+    ``unit="channel"``: a candidate is one input dimension; scores are shaped like the inputs.
+    ``unit="pixel"``: a candidate is a whole pixel, set to the typical *pixel* (all its channels from
+    the typical sample) or to a random colour; its MPE score is its **lowest** MCMPE of the target
+    class over the channels (the mirror of §4.3, which attacks "the pixel with the highest MPE on any
+    channel"), and scores are shaped ``(N, H, W)``. Values never seen in the sampling set (MPE
+    undefined) get the score +inf: they are tried last.
     """
+    if unit not in ("channel", "pixel"):
+        raise ValueError(f"unit must be 'channel' or 'pixel', got {unit!r}")
     shape = (len(z), *table.input_shape)
     targets = as_targets(target, len(z), table.n_classes)
     gen = torch.Generator().manual_seed(seed)
     mpe_scores = table.class_mpe(z, targets).nan_to_num(nan=torch.inf).float().view(shape)  # unseen values tried last
     rand_scores = torch.rand(shape, generator=gen)
+    if unit == "pixel":
+        mpe_scores, rand_scores = mpe_scores.amin(1), rand_scores[:, 0]
     typical = table.typical_sample(min_count)[targets].float().div(LEVELS - 1).view(shape)
     rand_values = torch.randint(0, LEVELS, shape, generator=gen).float().div(LEVELS - 1)
     return {

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..checks import as_targets, check_inputs
+from ..checks import as_targets, check_inputs, check_maps
 
 
 @dataclass
@@ -53,7 +53,7 @@ def salt_and_pepper_attack(model, inputs: torch.Tensor, label, pixel_scores: tor
         model: classifier returning logits for inputs in [0, 1].
         inputs: ``(N, C, H, W)`` images in [0, 1].
         label: the label to move away from (the prediction on the clean image), int or one per image.
-        pixel_scores: ``(N, H, W)``; highest first.
+        pixel_scores: ``(N, H, W)``; highest first. NaN is refused; -inf marks pixels to change last.
         salt: ``(N, H, W)`` booleans; True paints the pixel white (1 on every channel), False black.
         budget: most pixels changed (the paper: 60).
         until_success: stop evaluating an image's prefixes once its label changed (False: all
@@ -65,13 +65,15 @@ def salt_and_pepper_attack(model, inputs: torch.Tensor, label, pixel_scores: tor
     n, c, h, w = inputs.shape
     if tuple(pixel_scores.shape) != (n, h, w) or tuple(salt.shape) != (n, h, w):
         raise ValueError(f"pixel_scores and salt must be shaped (N, H, W) = {(n, h, w)}")
+    # -inf is allowed (a pixel to attack last, e.g. one whose values MPE never saw); NaN and +inf are refused
+    check_maps(pixel_scores.masked_fill(pixel_scores == -torch.inf, 0.0), tuple(inputs.shape), "pixel_scores")
     if not 1 <= budget <= h * w:
         raise ValueError(f"budget must lie in 1..{h * w}, got {budget}")
     if block < 1:
         raise ValueError(f"block must be a positive integer, got {block}")
     labels = as_targets(label, n)
     device = next(model.parameters()).device
-    pixels = pixel_scores.flatten(1).float().nan_to_num(nan=-torch.inf).argsort(dim=1, descending=True, stable=True)[:, :budget]
+    pixels = pixel_scores.flatten(1).float().argsort(dim=1, descending=True, stable=True)[:, :budget]
     # rank[k, p] = when pixel p is changed (budget = never); prefix j changes the pixels of rank < j
     rank = torch.full((n, h * w), budget).scatter_(1, pixels, torch.arange(budget).expand(n, -1))
     paint = salt.flatten(1).to(inputs.dtype)[:, None, :]  # (N, 1, H*W): 1 white, 0 black
