@@ -213,3 +213,20 @@ def test_zoo_trains_on_the_pasted_images_with_the_recipes_labels(name, labels, t
     assert torch.equal(seen["x"], data.to_input(bam_set.x[idx[:64]]))
     assert torch.equal(seen["y"], torch.from_numpy(getattr(bam_set, labels)[idx[:64]]))
     assert card["data_source"] == bam_set.source and 0 <= card["test_acc"] <= 1
+
+
+def test_nan_maps_are_refused_not_clipped_to_zero():
+    maps = torch.rand(2, 3, 8, 8)
+    maps[1, 0, 4, 4] = float("nan")
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[:, 2:5, 2:5] = True
+    for call in (lambda: bam.normalise(maps), lambda: bam.normalise(maps.numpy()),
+                 lambda: bam.region_attribution(maps, masks),
+                 lambda: bam.model_contrast_score(None, None, maps, 0, 0, maps, torch.rand(2, 3, 8, 8), masks),
+                 lambda: bam.input_dependence_rate(None, maps, maps, 0, torch.rand(2, 3, 8, 8), maps, masks)):
+        with pytest.raises(ValueError, match="NaN"):
+            call()
+    inf = torch.rand(2, 8, 8)
+    inf[0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="1 of 2 maps"):
+        bam.normalise(inf)

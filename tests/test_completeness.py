@@ -175,3 +175,15 @@ def test_bad_input_is_refused_with_a_reason():
         cs.completeness(model, 2 * X, 0, BEST)
     with pytest.raises(ValueError, match="fill tensor"):
         cs.completeness(model, X, 0, BEST, fill=torch.zeros(3))
+
+
+def test_nan_maps_are_refused_wherever_they_enter():
+    model, nan = Linear2(), torch.full((1, 2, 2), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        cs.keep_top(X, nan, 1)
+    with pytest.raises(ValueError, match="NaN"):
+        cs.game_curve(model, X, 0, nan)
+    with pytest.raises(ValueError, match="NaN"):
+        cs.scores(model, X, cs.all_labels(1, 2), torch.full((1, 2, 2, 2), float("nan")))
+    with pytest.raises(ValueError, match="NaN"):
+        cs.maps_for_labels(lambda x, t: x * float("nan"), X, cs.all_labels(1, 2))

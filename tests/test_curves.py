@@ -55,6 +55,10 @@ def test_bad_attributions_are_refused():
     model, x = OnePixel(), torch.rand(1, 1, 4, 4)
     with pytest.raises(ValueError, match="NaN"):
         curves.deletion_auc(model, x, 0, torch.full((1, 4, 4), float("nan")))
+    with pytest.raises(ValueError, match="NaN"):
+        curves.insertion_auc(model, x, 0, torch.full((1, 1, 4, 4), float("inf")))
+    with pytest.raises(ValueError, match="one map per input"):
+        curves.deletion_auc(model, x, 0, torch.rand(2, 4, 4))
     with pytest.raises(ValueError, match=r"\(N, H, W\)"):
         curves.deletion_auc(model, x, 0, torch.rand(1, 3, 3))
     with pytest.raises(ValueError, match="unknown mode"):

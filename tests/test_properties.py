@@ -125,6 +125,10 @@ def test_backward_signal_known_shares():
     assert deconv[0]["silenced"] == pytest.approx(0.5) and deconv[0]["negative"] == 0.0  # the two −1 signals
     # a 2 × 2 max-pool passes the signal to one input in four, whatever the rule
     assert pool["silenced"] == pytest.approx(0.75) and deconv[1]["silenced"] == pytest.approx(0.75)
+    # the same shares per image: every image has the same two off units and one max per window
+    assert relu["silenced_per_image"].shape == (5,)
+    assert torch.allclose(relu["silenced_per_image"], torch.full((5,), 0.5, dtype=torch.float64))
+    assert torch.allclose(pool["silenced_per_image"], torch.full((5,), 0.75, dtype=torch.float64))
     with pytest.raises(ValueError, match="unknown rule"):
         properties.backward_signal(model, x, 0, "magic")
 
@@ -161,3 +165,29 @@ def test_noisy_gradients_without_noise_are_the_gradient():
     assert torch.allclose(g, expected[:, None].expand_as(g), atol=1e-6)
     with pytest.raises(ValueError, match="samples"):
         properties.noisy_gradients(model, x, 0, samples=0)
+
+
+def test_per_image_shares_differ_between_images_and_are_nan_without_signal():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(2))
+        model[1].bias.zero_()
+        model[3].weight.copy_(torch.tensor([[1.0, 1.0]]))
+    x = torch.tensor([[[[1.0, 1.0]]], [[[1.0, -1.0]]], [[[-1.0, -1.0]]]])  # 0, 1 or 2 units off
+    _, layers = properties.backward_signal(model, x, 0, "gradient")
+    assert layers[0]["silenced_per_image"].tolist() == [0.0, 0.5, 1.0]
+    model[3].weight.data.zero_()  # no signal reaches the ReLU: its share is undefined, not 0
+    _, layers = properties.backward_signal(model, x, 0, "gradient")
+    assert torch.isnan(layers[0]["silenced_per_image"]).all()
+
+
+def test_nan_maps_are_refused_by_every_measure():
+    bad = torch.rand(2, 1, 6, 6)
+    bad[0, 0, 1, 1] = math.nan
+    good = torch.rand(2, 1, 6, 6)
+    for call in (lambda: properties.pixel_map(bad), lambda: properties.roughness(bad),
+                 lambda: properties.autocorrelation(bad, 1), lambda: properties.correlation_length(bad),
+                 lambda: properties.map_correlation(bad, good), lambda: properties.map_correlation(good, bad),
+                 lambda: properties.negative_share(bad)):
+        with pytest.raises(ValueError, match="NaN"):
+            call()

@@ -60,3 +60,19 @@ def test_maps_already_computed_are_used_for_the_trained_model():
 def test_truncated_normal_stays_within_two_standard_deviations():
     w = sanity._truncated_normal((10_000,), 0.01, torch.Generator().manual_seed(0))
     assert w.abs().max() <= 0.02 and 0.007 < w.std() < 0.01
+
+
+def test_nan_maps_are_refused():
+    a = torch.randn(3, 8, 8)
+    bad = a.clone()
+    bad[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        sanity.similarity(a, bad)
+    with pytest.raises(ValueError, match="NaN"):
+        sanity.similarity(bad, a)
+    model, x = small_cnn(), torch.rand(3, 1, 8, 8)
+    nan_after_randomising = lambda m, inputs, t: (inputs.clone() if m is model else inputs * float("nan"))  # noqa: E731
+    with pytest.raises(ValueError, match="random"):  # the message names the stage whose maps were NaN
+        sanity.cascading_randomisation(model, x, 0, nan_after_randomising)
+    with pytest.raises(ValueError, match="trained model"):
+        sanity.cascading_randomisation(model, x, 0, lambda m, inputs, t: inputs.clone(), original=bad[:, None])

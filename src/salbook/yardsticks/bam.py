@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import check_maps
+
 
 @dataclass(frozen=True)
 class BamScore:
@@ -53,8 +55,10 @@ def normalise(maps: torch.Tensor | np.ndarray, percentile: float = 99.0) -> np.n
     """BAM's rescaling: maps ``(N, C, H, W)`` (or ``(N, H, W)``) → ``(N, H, W)`` in [0, 1].
 
     Positive part summed over channels, minus its minimum, divided by (99th percentile − minimum),
-    clipped to [0, 1]; a map whose 99th percentile equals its minimum becomes zeros.
+    clipped to [0, 1]; a map whose 99th percentile equals its minimum becomes zeros. NaN or infinite
+    maps are refused (:func:`salbook.checks.check_maps`): clipping would silently turn them into zeros.
     """
+    check_maps(maps)
     m = maps.detach().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps)
     m = np.clip(m.astype(np.float64), 0, None)
     if m.ndim == 4:

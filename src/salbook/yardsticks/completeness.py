@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_inputs
+from ..checks import check_inputs, check_maps
 from .curves import auc, gaussian_blur
 
 FILLS = ("mean", "zero", "blur")
@@ -73,6 +73,7 @@ def maps_for_labels(explain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor
         raise ValueError(f"labels must be (N, K) with N = {len(inputs)} images, got {tuple(labels.shape)}")
     k = labels.shape[1]
     maps = explain(inputs.repeat_interleave(k, 0), labels.reshape(-1))
+    check_maps(maps, (len(inputs) * k,), name="the maps explain() returned")
     return maps.reshape(len(inputs), k, *maps.shape[1:])
 
 
@@ -183,6 +184,7 @@ def scores(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, fil
     if labels.ndim != 2 or labels.shape[0] != n or labels.shape[1] == 0:
         raise ValueError(f"targets must be an int, (N,) or (N, K) with N = {n} images, got {tuple(given.shape)}")
     k = labels.shape[1]
+    check_maps(attributions, tuple(inputs.shape), name="attributions")
     maps = torch.as_tensor(attributions)
     if single or not per_label:
         maps = maps.unsqueeze(1)
@@ -252,13 +254,12 @@ def fill_spread(per_image: dict, n_boot: int = 2000, level: float = 0.95, seed: 
 
 def _pixel_scores(attributions: torch.Tensor, shape) -> torch.Tensor:
     n, c, h, w = shape
+    check_maps(attributions, tuple(shape), name="attributions")
     a = torch.as_tensor(attributions)
     a = a.sum(1) if a.ndim == 4 and a.shape[1] == c else a
     if tuple(a.shape) != (n, h, w):
         raise ValueError(f"attributions must be (N, H, W) or (N, C, H, W) for inputs {tuple(shape)}, "
                          f"got {tuple(torch.as_tensor(attributions).shape)}")
-    if not torch.isfinite(a).all():
-        raise ValueError("attributions contain NaN or infinite values")
     return a
 
 

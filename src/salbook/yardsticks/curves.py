@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import as_targets, check_inputs
+from ..checks import as_targets, check_inputs, check_maps
 
 
 def gaussian_blur(inputs: torch.Tensor, kernel: int = 11, sigma: float = 5.0) -> torch.Tensor:
@@ -51,11 +51,10 @@ def curve(model, inputs: torch.Tensor, targets, attributions: torch.Tensor, mode
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"unknown mode {mode!r}: choose 'deletion' or 'insertion'")
     n, c, h, w = inputs.shape
+    check_maps(attributions, tuple(inputs.shape), name="attributions")
     scores = attributions.sum(1) if attributions.dim() == 4 else attributions
     if tuple(scores.shape) != (n, h, w):
         raise ValueError(f"attributions must be (N, H, W) or (N, C, H, W) for inputs {tuple(inputs.shape)}")
-    if not torch.isfinite(scores).all():
-        raise ValueError("attributions contain NaN or infinite values")
     step = step or math.ceil(h * w / 28)
     n_steps = math.ceil(h * w / step)
     device = next(model.parameters()).device

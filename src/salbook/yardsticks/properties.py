@@ -26,11 +26,12 @@ import math
 import torch
 from torch import nn
 
-from ..checks import as_targets, check_inputs
+from ..checks import as_targets, check_inputs, check_maps
 
 
 def pixel_map(maps: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     """``(N, H, W)`` maps: the sum over channels of ``(N, C, H, W)`` maps, its absolute value if ``absolute``."""
+    check_maps(maps)
     if maps.dim() not in (3, 4):
         raise ValueError(f"maps must be (N, H, W) or (N, C, H, W), got {tuple(maps.shape)}")
     m = (maps.sum(1) if maps.dim() == 4 else maps).double()
@@ -106,6 +107,7 @@ def map_correlation(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> 
 
 def negative_share(maps: torch.Tensor) -> torch.Tensor:
     """Share of each map's L1 mass (over all channels and pixels) that is negative, in ``[0, 1]``."""
+    check_maps(maps)
     m = maps.flatten(1).double()
     mass = m.abs().sum(1)
     return torch.where(mass > 0, m.clamp(max=0).abs().sum(1) / mass, torch.full_like(mass, math.nan))
@@ -154,8 +156,9 @@ def backward_signal(model: nn.Sequential, inputs: torch.Tensor, targets, rule: s
     the top down: ``index`` (position in ``model``), ``kind`` (``"relu"``/``"maxpool"``), ``silenced``
     (share of the units that received a non-zero signal from above and pass zero below; for a
     max-pool, the share of its input units, in windows whose output received a signal, that get
-    nothing: 3/4 for 2 × 2 pooling without ties) and ``negative`` (share of the
-    units passing a negative signal below).
+    nothing: 3/4 for 2 × 2 pooling without ties), ``silenced_per_image`` (the same share per image,
+    a ``(N,)`` tensor, NaN for an image whose units received no signal there) and ``negative`` (share of
+    the units passing a negative signal below).
     """
     if rule not in RULES:
         raise ValueError(f"unknown rule {rule!r}: choose one of {', '.join(RULES)}")
@@ -182,6 +185,7 @@ def backward_signal(model: nn.Sequential, inputs: torch.Tensor, targets, rule: s
             received = signal != 0
             layers.append({"index": index, "kind": "relu",
                            "silenced": float(((below == 0) & received).sum() / received.sum().clamp(min=1)),
+                           "silenced_per_image": _per_image_share((below == 0) & received, received),
                            "negative": float((below < 0).double().mean())})
         else:
             a = a.clone().requires_grad_(True)
@@ -191,9 +195,16 @@ def backward_signal(model: nn.Sequential, inputs: torch.Tensor, targets, rule: s
                 received = _in_windows(module, a, signal != 0)
                 layers.append({"index": index, "kind": "maxpool",
                                "silenced": float(((below == 0) & received).sum() / received.sum().clamp(min=1)),
+                               "silenced_per_image": _per_image_share((below == 0) & received, received),
                                "negative": float((below < 0).double().mean())})
         signal = below
     return signal.cpu(), layers
+
+
+def _per_image_share(hit: torch.Tensor, of: torch.Tensor) -> torch.Tensor:
+    """Per image: the share of the units in ``of`` that are in ``hit``; NaN where ``of`` is empty."""
+    k, n = hit.flatten(1).sum(1).double().cpu(), of.flatten(1).sum(1).double().cpu()
+    return torch.where(n > 0, k / n.clamp(min=1), torch.full_like(n, math.nan))
 
 
 def _in_windows(pool: nn.MaxPool2d, inputs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

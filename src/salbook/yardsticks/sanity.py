@@ -24,6 +24,8 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from ..checks import check_maps
+
 
 def weighted_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The convolution and linear layers of ``model``, from the top (output) down."""
@@ -36,6 +38,8 @@ def similarity(a: torch.Tensor, b: torch.Tensor, per_image: bool = False) -> dic
     Maps are ``(N, H, W)`` or ``(N, C, H, W)`` (summed over channels first). ``per_image=True`` adds
     ``"per_image"``: the three values of every image (NaN where a map is constant), for intervals.
     """
+    check_maps(a, name="the first maps")
+    check_maps(b, name="the second maps")
     if a.shape != b.shape:
         raise ValueError(f"map batches differ in shape: {tuple(a.shape)} vs {tuple(b.shape)}")
     a, b = (m.sum(1) if m.dim() == 4 else m for m in (a, b))
@@ -65,8 +69,7 @@ def cascading_randomisation(model: nn.Module, inputs: torch.Tensor, targets,
     """
     if original is None:
         original = explain(model, inputs, targets)
-    elif len(original) != len(inputs):
-        raise ValueError(f"original holds {len(original)} maps for {len(inputs)} inputs: pass one map per input")
+    check_maps(original, tuple(inputs.shape), name="the trained model's maps")
     rows = [{"randomised": "none", **similarity(original, original, per_image)}]
     randomised = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
@@ -75,7 +78,9 @@ def cascading_randomisation(model: nn.Module, inputs: torch.Tensor, targets,
             for p in (layer.weight, layer.bias):
                 if p is not None:
                     p.copy_(_truncated_normal(p.shape, std, gen).to(p.device))
-        rows.append({"randomised": name, **similarity(original, explain(randomised, inputs, targets), per_image)})
+        maps = explain(randomised, inputs, targets)
+        check_maps(maps, tuple(inputs.shape), name=f"the maps with the layers down to {name} random")
+        rows.append({"randomised": name, **similarity(original, maps, per_image)})
     return rows
 
 
