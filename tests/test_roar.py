@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -158,3 +159,77 @@ def test_a_ranking_is_computed_once_per_map_and_shared_by_every_fraction():
     assert rank.dtype == torch.int16 and rank.shape == (50, 1, 28, 28)
     maps = grid.attribution_maps(**args)["maps"]
     assert torch.equal(rank.int(), roar.ranks(roar.ranking_scores(maps), seed=0))
+
+
+def test_modify_refuses_nan_or_infinite_scores_and_names_how_many_maps():
+    x = torch.rand(3, 1, 4, 4)
+    scores = torch.rand(3, 1, 4, 4)
+    scores[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="1 of 3 maps"):
+        roar.modify(x, scores, 0.5)
+    scores[1, 0, 2, 2], scores[2, 0, 0, 0] = 0.0, float("inf")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        roar.modify(x, scores, 0.5, keep=True)
+    with pytest.raises(ValueError, match="one map per input"):
+        roar.modify(x, torch.rand(2, 1, 4, 4), 0.5)
+    with pytest.raises(TypeError, match="floating point"):
+        roar.ranking_scores(torch.ones(1, 1, 2, 2, dtype=torch.long))
+
+
+def test_accuracy_gap_known_answer():
+    from scipy import stats
+
+    a = [[1, 1, 0, 0], [1, 0, 1, 0]]  # two seeds at 50 %
+    b = [[0, 0, 0, 0], [0, 0, 0, 0]]  # two seeds at 0 %: no seed-to-seed spread anywhere
+    gap = roar.accuracy_gap(a, b)
+    # per-image difference of seed means: 1, .5, .5, 0 -> variance 1/6 (ddof 1), over 4 images; t with 2 df
+    half = stats.t.ppf(0.975, 2) * (1 / 6 / 4) ** 0.5
+    assert gap.estimate == pytest.approx(0.5) and gap.lo == pytest.approx(0.5 - half) and gap.hi == pytest.approx(0.5 + half)
+    assert "2 vs 2 seeds" in gap.how and "4 test images" in gap.how
+    # arm B's seeds now disagree (0 % and 50 %): per-image variance 1.25/3 over 4 images, plus B's seed
+    # part: accuracy variance 1/8 less the seed x image mean square (1/6) over 4 images, over 2 seeds
+    wider = roar.accuracy_gap(a, [[0, 0, 0, 0], [0, 0, 1, 1]])
+    half = stats.t.ppf(0.975, 2) * (1.25 / 3 / 4 + (1 / 8 - 1 / 6 / 4) / 2) ** 0.5
+    assert wider.estimate == pytest.approx(0.25) and wider.hi == pytest.approx(0.25 + half)
+
+
+def test_accuracy_gap_narrows_with_seeds_and_images_and_refuses_one_seed():
+    rng = np.random.default_rng(0)
+    draw = lambda seeds, images, p: (rng.random((seeds, images)) < p).astype(np.uint8)  # noqa: E731
+    small = roar.accuracy_gap(draw(3, 500, 0.6), draw(3, 500, 0.5))
+    large = roar.accuracy_gap(draw(10, 5000, 0.6), draw(10, 5000, 0.5))
+    assert large.hi - large.lo < (small.hi - small.lo) / 2
+    # a seed effect (whole retrainings better or worse) widens the interval beyond the images' share
+    shifted = roar.accuracy_gap(np.stack([draw(1, 500, p)[0] for p in (0.4, 0.6, 0.8)]), draw(3, 500, 0.5))
+    assert shifted.hi - shifted.lo > 2 * (small.hi - small.lo)
+    # independent images and seeds: the half-width is t(18) times the binomial standard error of the difference
+    from scipy import stats
+    expected = stats.t.ppf(0.975, 18) * ((0.6 * 0.4 + 0.5 * 0.5) / 10 / 5000) ** 0.5
+    assert (large.hi - large.lo) / 2 == pytest.approx(expected, rel=0.1)
+    with pytest.raises(ValueError, match="two seeds per arm"):
+        roar.accuracy_gap(draw(1, 50, 0.5), draw(3, 50, 0.5))
+    with pytest.raises(ValueError, match="same test images"):
+        roar.accuracy_gap(draw(2, 50, 0.5), draw(2, 40, 0.5))
+    with pytest.raises(ValueError, match="0/1"):
+        roar.accuracy_gap([[0.5, 1.0], [1.0, 1.0]], draw(2, 2, 0.5))
+
+
+def test_no_better_than_random_on_accuracy_gaps_reaches_every_verdict_and_needs_three_seeds():
+    from salbook import verdicts
+
+    n = 10000
+    rng = np.random.default_rng(1)
+
+    def arm(seeds, p):  # seeds of a retraining that gets each test image right with probability p
+        return (rng.random((seeds, n)) < p).astype(np.uint8)
+
+    margin = 0.02
+    random3 = arm(3, 0.5)
+    # "method better" = random's accuracy minus the method's (ROAR: lower accuracy is better)
+    tie = verdicts.no_better_than(roar.accuracy_gap(random3, arm(3, 0.5)), margin, n_seeds=3)
+    far = verdicts.no_better_than(roar.accuracy_gap(random3, arm(3, 0.3)), margin, n_seeds=3)
+    few = verdicts.no_better_than(roar.accuracy_gap(arm(2, 0.5), arm(2, 0.5)), margin, n_seeds=2)
+    assert (tie.verdict, far.verdict, few.verdict) == ("reproduced", "not reproduced", "partly")
+    # better than random by less than the margin, on too few seeds: partly at most
+    slightly = verdicts.no_better_than(roar.accuracy_gap(arm(2, 0.5), arm(2, 0.49)), margin, n_seeds=2)
+    assert slightly.verdict == "partly"
