@@ -42,6 +42,20 @@ def test_study_and_attack_jobs(weights):
     assert out["base"].shape == out["decoy"].shape == (1,)
     assert out["maps"]["decoy_adversarial"].shape == (1, 32, 32)
     assert (out["adversarial"] - grid.data.to_input(grid.data.cifar10("test").x[[0]])).abs().max() <= 8 / 255 + 1e-6
+    assert "control" not in out and "adaptive" not in out
+
+
+def test_attack_job_with_the_adaptive_attack_and_the_control(weights):
+    out = grid.attack_sensitivity(MODEL, "smoke", weights, [0, 1], "topk", "gradient", None, dict(steps=2), DECOY,
+                                  c2=0.5, control=True, adaptive=3)
+    plain = grid.attack_sensitivity(MODEL, "smoke", weights, [0, 1], "topk", "gradient", None, dict(steps=2), DECOY,
+                                    c2=0.5)
+    for extra in ("control", "adaptive"):
+        assert out[extra]["base"].shape == out[extra]["decoy"].shape == (2,)
+        assert torch.isfinite(out[extra]["decoy"][out[extra]["moved"]]).all()
+    torch.testing.assert_close(out["base"], plain["base"])  # the paper's protocol is unchanged by the additions
+    torch.testing.assert_close(out["decoy"], plain["decoy"], atol=1e-3, rtol=1e-3)
+    assert out["violation_rate"] == 0.0
 
 
 def test_the_attacked_map_uses_the_scored_methods_samples_and_steps():
@@ -69,6 +83,7 @@ def test_randomisation_solves_decoys_only_when_the_layer_changes(weights):
     out = grid.randomisation(MODEL, "smoke", weights, [0], [3], "gradient", None, DECOY)
     assert len(out["decoy"]) == len(out["base"]) and out["decoy"][0]["spearman_abs"] == 1.0
     assert out["decoy_solves"] == 2  # the trained F_ℓ, and once its first convolution is randomised
+    assert len(out["decoy_per_image"]) == len(out["decoy"]) and out["decoy_per_image"][0]["spearman_abs"] == [1.0]
 
 
 def test_paired_intervals_known_answers():

@@ -6,8 +6,9 @@ from torch import nn
 
 from salbook.methods import baselines
 from salbook.yardsticks.fidelity import saliency_fidelity
-from salbook.yardsticks.saliency_attacks import (gradient_saliency, integrated_gradients_saliency, pixel_saliency,
-                                                 saliency_attack, sensitivity, softplus_surrogate)
+from salbook.yardsticks.saliency_attacks import (decoy_range_saliency, gradient_saliency, integrated_gradients_saliency,
+                                                 pixel_saliency, saliency_attack, same_norm_noise, sensitivity,
+                                                 softplus_surrogate)
 
 
 @pytest.fixture
@@ -154,3 +155,61 @@ def test_fidelity_bad_inputs(relu_net, images):
         saliency_fidelity(relu_net, images, torch.zeros(3, 8, 8), reading="log")
     with pytest.raises(ValueError, match="matching inputs"):
         saliency_fidelity(relu_net, images, torch.zeros(3, 7, 8))
+
+
+# --- the attacker who knows the defence, the control, NaN maps --------------------------------------
+
+def test_decoy_range_surrogate_known_answers(relu_net, images):
+    c = torch.tensor([0, 1, 2])
+    same = torch.zeros(3, 4, 3, 8, 8)  # four decoys equal to x: the range is 0
+    assert torch.equal(decoy_range_saliency(relu_net, images, c, offsets=same), torch.zeros_like(images))
+    offsets = torch.zeros(3, 2, 3, 8, 8)
+    offsets[:, 1, :, :3, :3] = 0.2  # one decoy changes a 3×3 patch
+    moved = (images + offsets[:, 1]).clamp(0, 1)
+    expected = (gradient_saliency(relu_net, moved, c) - gradient_saliency(relu_net, images, c)).abs()
+    assert torch.allclose(decoy_range_saliency(relu_net, images, c, offsets=offsets), expected, atol=1e-6)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 3)).eval()  # one gradient for every input: range 0
+    assert decoy_range_saliency(linear, images, c, offsets=offsets).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="offsets must be"):
+        decoy_range_saliency(relu_net, images, c, offsets=torch.zeros(3, 3, 8, 8))
+
+
+def test_adaptive_attack_raises_the_objective_of_the_decoy_map(relu_net, images):
+    offsets = 0.1 * torch.randn(3, 3, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    eps = 8 / 255
+    result = saliency_attack(relu_net, images, kind="topk", eps=eps, steps=10, decoy_offsets=offsets, progress=False)
+    assert (result.adversarial - images).abs().max() <= eps + 1e-6
+    assert (result.objective > result.start).all()
+    # the objective it reports is the top-k objective of the decoy map (the range), not of the base map
+    c = result.label
+    p0 = pixel_saliency(decoy_range_saliency(relu_net, images, c, offsets=offsets))
+    top = p0.flatten(1).topk(round(5000 / 224 ** 2 * 64), 1).indices
+    adv = pixel_saliency(decoy_range_saliency(relu_net, result.adversarial, c, offsets=offsets)).flatten(1)
+    assert torch.allclose(-adv.gather(1, top).sum(1), result.objective, atol=1e-5)
+
+
+def test_same_norm_noise_matches_the_attacks_norm():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    adv = x.clone()
+    adv[0, 0, 0, :4] += 4 / 255  # ‖x̂ − x‖₂ = 8/255
+    noisy = same_norm_noise(x, adv, seed=1)
+    norms = (noisy - x).flatten(1).norm(dim=1)
+    assert norms[0].item() == pytest.approx(8 / 255, rel=1e-5) and norms[1].item() == 0  # x̂ = x: no noise
+    assert (noisy - x).abs().max() <= 8 / 255  # spread over every pixel, so within the L∞ budget
+    assert torch.equal(noisy, same_norm_noise(x, adv, seed=1)) and not torch.equal(noisy, same_norm_noise(x, adv, seed=2))
+    with pytest.raises(ValueError, match="differ in shape"):
+        same_norm_noise(x, adv[:1])
+
+
+def test_yardsticks_refuse_nan_maps(relu_net, images):
+    maps = torch.rand(3, 8, 8)
+    bad = maps.clone()
+    bad[1, 2, 2] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        sensitivity(maps, bad, images, images.flip(0))
+    with pytest.raises(ValueError, match="NaN"):
+        sensitivity(bad, maps, images, images.flip(0))
+    with pytest.raises(ValueError, match="NaN"):
+        saliency_fidelity(relu_net, images, bad)
+    with pytest.raises(TypeError, match="floating point"):
+        saliency_fidelity(relu_net, images, torch.ones(3, 8, 8, dtype=torch.long))

@@ -8,7 +8,9 @@ cluster, and a killed run resumes with the batches not yet done.
   mean and constant-perturbation range, and their saliency fidelity (Fig. 1B). The decoys of an image
   are generated once and shared by all base methods.
 * :func:`attack_sensitivity` — one of Ghorbani et al.'s attacks on a base method, then the
-  sensitivity of the base and the decoy-enhanced map (Fig. 3), with the box of Proposition 1.
+  sensitivity of the base and the decoy-enhanced map (Fig. 3), with the box of Proposition 1; on
+  request also the same attack aimed at the decoy-enhanced map (an attacker who knows the defence)
+  and a random perturbation of the attack's norm (the control).
 * :func:`max_sensitivity` — Quantus' MaxSensitivity of the base and the decoy-enhanced map.
 * :func:`randomisation` — the cascading-randomisation sanity check of the base and the decoy-enhanced map.
 
@@ -36,7 +38,7 @@ from ..methods import baselines
 from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, postprocess
 from ..yardsticks import sanity
 from ..yardsticks.fidelity import READINGS, saliency_fidelity
-from ..yardsticks.saliency_attacks import saliency_attack, sensitivity
+from ..yardsticks.saliency_attacks import same_norm_noise, saliency_attack, sensitivity
 
 
 def _setup(model: str, profile: str, weights: str, indices: list[int], targets: list[int] | None = None,
@@ -122,7 +124,8 @@ def fidelity_maps(model: str, profile: str, weights: str, indices: list[int], ta
 
 
 def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int], kind: str, base: str,
-                       options: dict | None, attack: dict, decoy: dict, c2: float | None, seed: int = 0) -> dict:
+                       options: dict | None, attack: dict, decoy: dict, c2: float | None, seed: int = 0,
+                       control: bool = False, adaptive: int | None = None) -> dict:
     """Ghorbani et al.'s attack ``kind`` on the map of ``base``, then SS = ‖E(x) − E(x̂)‖ / ‖x − x̂‖ of
     the post-processed base map and decoy-range map, per image (NaN where the attack found nothing).
 
@@ -131,13 +134,22 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
     (SmoothGrad) or steps (IG) from ``options`` (:func:`attack_saliency_options`). ``c2``: C₂ of
     Proposition 1; the decoys of x and of x̂ are then kept in the box |x̃ − x| ≤ C₂·δ with
     δ = |E(x̂) − E(x)| (post-processed base maps, the same for every colour channel); ``None``: no box.
+
+    ``control``: also score x + r, r random with the attack's L2 norm per image
+    (:func:`~salbook.yardsticks.saliency_attacks.same_norm_noise`; its box from its own δ) — how much
+    each map moves without an attack. ``adaptive``: also run the same attack on the decoy-enhanced
+    map (an attacker who knows the defence), through the surrogate of
+    :func:`~salbook.yardsticks.saliency_attacks.decoy_range_saliency` on ``adaptive`` decoys drawn
+    (seeded) from the 2n box-free decoys of x; both maps are then scored at its x̂, with the decoys
+    solved afresh in the box of its own δ. Each of ``"control"`` and ``"adaptive"`` has the keys
+    ``base``, ``decoy`` (SS per image) and ``moved``. All decoys are solved in one batch.
     """
     net, x, _ = _setup(model, profile, weights, indices)
+    saliency_options = attack_saliency_options(base, options)
     start = time.perf_counter()
-    found = saliency_attack(net, x, kind, saliency=base, saliency_options=attack_saliency_options(base, options),
-                            progress=False, **attack)
-    attack_seconds = time.perf_counter() - start
-    adv, label = found.adversarial.to(x.device), found.label
+    found = saliency_attack(net, x, kind, saliency=base, saliency_options=saliency_options, progress=False, **attack)
+    seconds = {"attack": time.perf_counter() - start}
+    label = found.label
     explainer = baselines.make(base, net, **(options or {}))
 
     def plain(inputs):
@@ -145,18 +157,42 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
             torch.manual_seed(seed)
             return postprocess(explainer.attribute(inputs, target=label.to(x.device)))
 
-    e_x, e_adv = plain(x), plain(adv)
-    box = None if c2 is None else (c2 * (e_adv - e_x).abs())[:, None].to(x.device).repeat(2, 1, 1, 1)
+    perturbed = {"attack": found.adversarial.to(x.device)}
+    if control:
+        perturbed["control"] = same_norm_noise(x.cpu(), found.adversarial, seed).to(x.device)
+    if adaptive:
+        start = time.perf_counter()
+        free = _enhanced(net, base, options, decoy, seed).make_decoys(x)  # the defence at x, no box
+        pick = torch.randperm(free.decoys.shape[1], generator=torch.Generator().manual_seed(seed))[:adaptive]
+        offsets = free.decoys[:, pick] - x.cpu()[:, None]
+        adapted = saliency_attack(net, x, kind, saliency=base, saliency_options=saliency_options, progress=False,
+                                  decoy_offsets=offsets, **attack)
+        perturbed["adaptive"] = adapted.adversarial.to(x.device)
+        seconds["adaptive attack"] = time.perf_counter() - start
+    e_x = plain(x)
+    e = {name: plain(xs) for name, xs in perturbed.items()}
+    boxes = [None if c2 is None else (c2 * (e[name] - e_x).abs())[:, None].to(x.device).repeat(2, 1, 1, 1)
+             for name in perturbed]
+    box = None if c2 is None else torch.cat(boxes)
     method = _enhanced(net, base, options, decoy, seed, box=box)
     start = time.perf_counter()
-    # the decoys of x and of x̂ in one batch (each image's decoys and map do not depend on the others)
-    z_x, z_adv = postprocess(method.attribute(torch.cat([x, adv]), target=label.repeat(2))).chunk(2)
-    violations = method.decoy_set.violation_rate  # of the decoys of x and of x̂
-    return {"base": sensitivity(e_x, e_adv, x.cpu(), adv.cpu()), "decoy": sensitivity(z_x, z_adv, x.cpu(), adv.cpu()),
-            "maps": {"base": e_x, "base_adversarial": e_adv, "decoy": z_x, "decoy_adversarial": z_adv},
-            "adversarial": found.adversarial, "label": label,
-            "moved": (found.adversarial != x.cpu()).flatten(1).any(1), "objective_gain": found.objective - found.start,
-            "violation_rate": violations, "seconds": {"attack": attack_seconds, "decoy": time.perf_counter() - start}}
+    # the decoys of x and of each x̂ (each pair in the box of its own δ) in one batch: each image's
+    # decoys and map do not depend on the others
+    batch = torch.cat([t for xs in perturbed.values() for t in (x, xs)])
+    z = postprocess(method.attribute(batch, target=label.repeat(2 * len(perturbed)))).chunk(2 * len(perturbed))
+    seconds["decoy"] = time.perf_counter() - start
+    out = {}
+    for j, (name, xs) in enumerate(perturbed.items()):
+        z_x, z_s = z[2 * j], z[2 * j + 1]
+        out[name] = {"base": sensitivity(e_x, e[name], x.cpu(), xs.cpu()), "decoy": sensitivity(z_x, z_s, x.cpu(), xs.cpu()),
+                     "moved": (xs.cpu() != x.cpu()).flatten(1).any(1)}
+        if name == "attack":
+            maps = {"base": e_x, "base_adversarial": e[name], "decoy": z_x, "decoy_adversarial": z_s}
+    attack_out = out.pop("attack")
+    return {**attack_out, **out, "maps": maps, "adversarial": found.adversarial, "label": label,
+            "objective_gain": found.objective - found.start,
+            "violation_rate": method.decoy_set.violation_rate,  # of all decoys of x and of every x̂
+            "seconds": seconds}
 
 
 def attack_saliency_options(base: str, options: dict | None) -> dict:
@@ -212,7 +248,9 @@ def randomisation(model: str, profile: str, weights: str, indices: list[int], ta
                   options: dict | None, decoy: dict, seed: int = 0) -> dict:
     """Cascading randomisation (Adebayo et al. 2018) of the post-processed base and decoy-range maps:
     per stage, the layer down to which weights are random and the similarities to the trained model's
-    maps. The decoys depend only on F_ℓ: they are solved again only at the stages that changed it."""
+    maps (``base``, ``decoy``: the mean over images per stage; ``base_per_image``, ``decoy_per_image``:
+    each image's values per stage, for intervals). The decoys depend only on F_ℓ: they are solved again
+    only at the stages that changed it."""
     net, x, t = _setup(model, profile, weights, indices, targets, fold=False)
     device = x.device
     cache: dict = {}
@@ -228,8 +266,10 @@ def randomisation(model: str, profile: str, weights: str, indices: list[int], ta
     out = {}
     for name, explain in (("base", base_maps), ("decoy", decoy_maps)):
         start = time.perf_counter()
-        rows = sanity.cascading_randomisation(net, x, t.to(device), explain, seed=seed)
-        out[name] = [{k: (v if isinstance(v, str) else float(v)) for k, v in row.items()} for row in rows]
+        rows = sanity.cascading_randomisation(net, x, t.to(device), explain, seed=seed, per_image=True)
+        out[name] = [{k: (v if isinstance(v, str) else float(v)) for k, v in row.items() if k != "per_image"}
+                     for row in rows]
+        out[f"{name}_per_image"] = [{k: [float(a) for a in v] for k, v in row["per_image"].items()} for row in rows]
         out[f"{name}_seconds"] = time.perf_counter() - start
     out["decoy_solves"] = len(cache)
     return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import as_targets, check_inputs
+from ..checks import as_targets, check_inputs, check_maps
 
 READINGS = ("ratio", "centred")
 
@@ -42,6 +42,7 @@ def saliency_fidelity(model, inputs: torch.Tensor, maps: torch.Tensor, target=No
         batch_size: images per forward pass.
     """
     check_inputs(inputs)
+    check_maps(maps, tuple(inputs.shape))
     if reading not in READINGS:
         raise ValueError(f"unknown reading {reading!r}: choose ratio (−log F(E∘x)/F(Ē∘x)) or centred (−log F((E−Ē)∘x))")
     weights = _weights(maps, inputs.shape)

@@ -21,8 +21,17 @@ network is piecewise linear), so ∇D is taken through :func:`softplus_surrogate
 with every ReLU replaced by Softplus(β); D itself is always measured on the real network. Their code
 uses Keras' plain softplus (β = 1); we default to β = 10, closer to the real network.
 
+**An attacker who knows the defence** (``decoy_offsets``). The decoy-enhanced map is the range of
+the base map over decoys that eq. 2 solves afresh for every input; differentiating through that
+solver is out of reach, so the adaptive attack uses a stated surrogate (:func:`decoy_range_saliency`):
+the decoys' changes Δ_k = x̃ᵏ − x, solved once at x, are carried over to every iterate (x̂ + Δ_k,
+clipped to [0, 1]), and the attacked map is the range of the base map over those m shifted decoys.
+The attack differentiates and judges that surrogate; the scored decoy map at x̂ is then solved
+afresh by the caller. A decoy set that does not depend on x̂ is the part the surrogate gets wrong.
+
 :func:`sensitivity` is the metric the decoy paper reports (Alvarez-Melis & Jaakkola 2018):
-SS = ‖E(x) − E(x̂)‖₂ / ‖x − x̂‖₂, lower is better.
+SS = ‖E(x) − E(x̂)‖₂ / ‖x − x̂‖₂, lower is better. :func:`same_norm_noise` is its control: a random
+perturbation with the attack's L2 norm, which says how much a map moves without any attack.
 """
 from __future__ import annotations
 
@@ -35,7 +44,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from ..checks import as_targets, check_inputs
+from ..checks import as_targets, check_inputs, check_maps
 
 TOPK_SHARE = 5000 / 224 ** 2  # the decoy paper's top-k: k = 5000 pixels of 224 × 224
 CORNER_SHARE = 4 / 224  # its targeted attack: the bottom-right 4 × 4 pixels of 224 × 224
@@ -94,6 +103,22 @@ SALIENCY = {
 }
 
 
+def decoy_range_saliency(model, x, target, create_graph=False, *, offsets: torch.Tensor, base: str = "gradient",
+                         **options):
+    """The adaptive attack's surrogate of the decoy-enhanced map (eq. 3): max − min over k of the base
+    map ``base`` at clip(x + Δ_k, 0, 1), with the decoy changes ``offsets`` Δ ``(N, m, C, H, W)``
+    held fixed; differentiable in x (through the base map, with ``create_graph``)."""
+    if offsets.dim() != x.dim() + 1 or offsets.shape[0] != x.shape[0] or offsets.shape[2:] != x.shape[1:]:
+        raise ValueError(f"offsets must be (N, m, C, H, W) for inputs {tuple(x.shape)}, got {tuple(offsets.shape)}")
+    n, m = offsets.shape[:2]
+    points = (x[:, None] + offsets.to(x.device)).clamp(0, 1).flatten(0, 1)
+    if not points.requires_grad:
+        points = points.detach().requires_grad_()
+    maps = SALIENCY[base](model, points, target.repeat_interleave(m), create_graph, **options)
+    maps = maps.view(n, m, *x.shape[1:])
+    return maps.amax(1) - maps.amin(1)
+
+
 def pixel_saliency(maps: torch.Tensor) -> torch.Tensor:
     """Ghorbani et al.'s map: Σ_c |E_c| normalised to sum 1 per image, ``(N, H, W)``."""
     p = maps.abs().sum(1)
@@ -118,7 +143,8 @@ class SaliencyAttack:
 def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", target=None, eps: float = 8 / 255,
                     step_size: float = 1 / 255, steps: int = 100, saliency: str = "gradient",
                     saliency_options: dict | None = None, k: int | None = None, corner: int | None = None,
-                    beta: float = 10.0, progress: bool = True) -> SaliencyAttack:
+                    beta: float = 10.0, decoy_offsets: torch.Tensor | None = None,
+                    progress: bool = True) -> SaliencyAttack:
     """Ghorbani et al.'s attack ``kind`` (``"topk"``, ``"targeted"`` or ``"mass_center"``) on the map
     ``saliency`` (a :data:`SALIENCY` name) of class ``target`` (default: the predicted label).
 
@@ -131,6 +157,9 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", 
         k: top-k size (default: :data:`TOPK_SHARE` of the pixels).
         corner: side of the targeted square (default: :data:`CORNER_SHARE` of the side, ≥ 1).
         beta: the softplus surrogate's β.
+        decoy_offsets: ``(N, m, C, H, W)`` decoy changes x̃ᵏ − x: attack the decoy-enhanced map of
+            ``saliency`` through :func:`decoy_range_saliency` (an attacker who knows the defence);
+            ``None`` (default): attack the base map itself.
     """
     check_inputs(inputs)
     if kind not in OBJECTIVES:
@@ -140,6 +169,9 @@ def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", 
     if not eps > 0 or not step_size > 0 or steps < 1:
         raise ValueError(f"eps and step_size must be > 0 and steps ≥ 1, got {eps}, {step_size}, {steps}")
     explain = functools.partial(SALIENCY[saliency], **(saliency_options or {}))
+    if decoy_offsets is not None:
+        explain = functools.partial(decoy_range_saliency, offsets=decoy_offsets, base=saliency,
+                                    **(saliency_options or {}))
     x = inputs.detach().to(next(model.parameters()).device)
     with torch.no_grad():
         label = model(x).argmax(1)
@@ -203,6 +235,20 @@ def sensitivity(maps: torch.Tensor, maps_adversarial: torch.Tensor, inputs: torc
     evaluation uses (the decoy paper: post-processed, ``decoys.postprocess``)."""
     if maps.shape != maps_adversarial.shape or inputs.shape != adversarial.shape or len(maps) != len(inputs):
         raise ValueError("maps must match each other, images must match each other, with one map per image")
+    check_maps(maps, tuple(inputs.shape), name="the maps at x")
+    check_maps(maps_adversarial, tuple(adversarial.shape), name="the maps at x̂")
     num = (maps - maps_adversarial).flatten(1).double().norm(dim=1)
     den = (inputs - adversarial).flatten(1).double().norm(dim=1)
     return torch.where(den > 0, num / den, math.nan)
+
+
+def same_norm_noise(inputs: torch.Tensor, adversarial: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The control of an attack: x + r with r a random sign pattern scaled to the L2 norm of x̂ − x,
+    per image, clipped to [0, 1] (so ‖r‖∞ ≤ ‖x̂ − x‖₂ / √d ≤ the attack's L∞ budget). Seeded."""
+    check_inputs(inputs)
+    if inputs.shape != adversarial.shape:
+        raise ValueError(f"images and adversarial images differ in shape: {tuple(inputs.shape)} vs {tuple(adversarial.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    signs = torch.randint(0, 2, inputs.shape, generator=gen).to(inputs) * 2 - 1
+    norm = (adversarial - inputs).flatten(1).norm(dim=1).view(-1, *[1] * (inputs.dim() - 1))
+    return (inputs + signs * norm / math.sqrt(inputs[0].numel())).clamp(0, 1)
