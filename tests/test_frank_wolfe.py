@@ -236,3 +236,23 @@ def test_other_bad_arguments(cnn, images):
         scale_eps(1.0, "l1")
     with pytest.raises(ValueError, match="eps"):
         scale_eps(0.0, "l2")
+
+
+@pytest.mark.parametrize("bad_class", [10, -1, -100])  # −100: cross-entropy's ignore_index, silently dropped otherwise
+def test_targets_and_labels_outside_the_models_classes_are_refused(cnn, images, bad_class):
+    labels = torch.zeros(len(images), dtype=torch.long)
+    labels[2] = bad_class
+    for attack in (lambda: frank_wolfe(cnn, images, labels, eps=1.0, steps=2),
+                   lambda: pgd_l1(cnn, images, labels, eps=1.0, steps=2),
+                   lambda: FrankWolfe(cnn, eps=1.0, steps=2).attribute(images, labels),
+                   lambda: pgd_l2(cnn, images, labels, eps=0.5, steps=2, step_size=0.1),
+                   lambda: robust_correct(cnn, images, labels, 0.0),
+                   lambda: robust_correct(cnn, images, labels, 0.5, steps=2)):
+        with pytest.raises(ValueError, match="target classes must lie in 0..9"):
+            attack()
+
+
+def test_robust_correct_on_valid_labels_is_unchanged_by_the_class_check(cnn, images):
+    labels = cnn(images).argmax(1)
+    assert robust_correct(cnn, images, labels, 0.0).all()
+    assert not robust_correct(cnn, images, (labels + 1) % 10, 0.0).any()

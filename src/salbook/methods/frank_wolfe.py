@@ -272,8 +272,8 @@ def pgd_l2(model, inputs: torch.Tensor, labels, eps: float, steps: int, step_siz
         noise = torch.randn(x.shape, generator=generator).to(x.device)
         radius = eps * torch.rand(len(x), generator=generator).to(x.device)
         delta = (x + _per_image(radius) * noise / _l2(noise)).clamp(0, 1) - x
-    for _ in range(steps):
-        g = _gradient(model, x + delta, y, targeted=False)  # the gradient of −CE: PGD ascends CE along −g
+    for k in range(steps):
+        g = _gradient(model, x + delta, y, targeted=False, check=k == 0)  # ∇(−CE): PGD ascends CE along −g
         delta = delta - step_size * g / _l2(g)
         delta = delta * (eps / _l2(delta)).clamp(max=1)
         delta = (x + delta).clamp(0, 1) - x
@@ -292,10 +292,14 @@ def _prepare(model, inputs: torch.Tensor, target) -> tuple[torch.Tensor, torch.T
     return x, as_targets(target, len(x), logits.shape[1]).to(device)
 
 
-def _gradient(model, images: torch.Tensor, classes: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """∇ of the loss to minimise: Σ CE toward ``classes`` (targeted) or −Σ CE (untargeted)."""
+def _gradient(model, images: torch.Tensor, classes: torch.Tensor, targeted: bool, check: bool = False) -> torch.Tensor:
+    """∇ of the loss to minimise: Σ CE toward ``classes`` (targeted) or −Σ CE (untargeted). With ``check``,
+    ``classes`` are first checked against the number of logits (cross-entropy would silently ignore −100)."""
     images = images.detach().requires_grad_(True)
-    loss = F.cross_entropy(model(images), classes, reduction="sum")
+    logits = model(images)
+    if check:
+        check_classes(classes, logits.shape[1])
+    loss = F.cross_entropy(logits, classes, reduction="sum")
     (grad,) = torch.autograd.grad(loss if targeted else -loss, images)
     return grad
 
@@ -306,6 +310,13 @@ def _outcome(model, images: torch.Tensor, classes: torch.Tensor, targeted: bool,
     hit = logits.argmax(1) == classes
     loss = F.cross_entropy(logits, classes, reduction="none")
     return Perturbation(images.to(device), (hit if targeted else ~hit).to(device), loss.to(device))
+
+
+def check_classes(classes: torch.Tensor, n_classes: int) -> None:
+    """Class indices must lie in 0..n_classes − 1 (a label of another dataset, or −1 for "none", fails here)."""
+    if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= n_classes):
+        raise ValueError(f"target classes must lie in 0..{n_classes - 1} (the model has {n_classes} outputs), "
+                         f"got {int(classes.min())}..{int(classes.max())}")
 
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
