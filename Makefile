@@ -12,7 +12,7 @@ RETRAIN ?= 0
 # local (one chapter at a time) with one, ray when RAY_ADDRESS is set
 EXECUTOR ?=
 
-.PHONY: book test env clean-book
+.PHONY: book test env vendor browser clean-book
 
 env: $(VENV)/.installed
 
@@ -30,8 +30,20 @@ book: env
 	SALBOOK_RETRAIN=$(RETRAIN) $(PY) -m salbook.book run --profile "$(PROFILE)" --executor "$(EXECUTOR)"
 	$(PY) -m salbook.book build
 
-test: env
+# The pages' MathJax and widget manager, pinned by package-lock.json (npm ci), copied to _vendor/; `book` does it too
+vendor: env
+	$(PY) -m salbook.book vendor
+
+# Chromium for tests/test_browser.py: Debian's package, installed when missing and make runs as root
+# (CI); otherwise it says what to install. Playwright's own browser download needs a host outside the registries.
+browser:
+	@if [ -n "$$SALBOOK_CHROMIUM" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "tests/test_browser.py needs Chromium: sudo apt-get install chromium, or set SALBOOK_CHROMIUM"; fi
+
+test: env browser
 	$(PY) -m pytest
 
 clean-book:
-	rm -rf _build book/notebooks
+	rm -rf _build _vendor book/notebooks

@@ -56,3 +56,26 @@ def cnn():
     """A seeded one-convolution classifier of 16×16 RGB images into 10 classes (attack tests)."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 14 * 14, 10)).eval()
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """The whole book executed under the smoke profile and built, once per test session, in a copy of the
+    project (tests/test_book.py checks the notebooks and records, tests/test_browser.py the pages).
+    Returns ``(root, seconds per notebook, results folder)``."""
+    import shutil
+
+    from salbook import book, config
+
+    tmp = tmp_path_factory.mktemp("smoke-book")
+    root = tmp / "book-root"
+    root.mkdir()
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(config.PROJECT_ROOT / name, root / name)
+    shutil.copytree(config.PROJECT_ROOT / "notebooks", root / "notebooks")
+    shutil.copytree(config.PROJECT_ROOT / "book", root / "book", ignore=shutil.ignore_patterns("notebooks"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SALBOOK_RESULTS", str(tmp / "results"))
+        seconds = book.run("smoke", root=root)
+        book.build(root)
+    return root, seconds, tmp / "results"

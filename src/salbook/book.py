@@ -3,12 +3,19 @@
     python -m salbook.book run   [--profile P] [--out DIR] [--only PATTERN] [--executor local|processes|ray]
                                  [--timings FILE]
     python -m salbook.book build [--timings FILE]
+    python -m salbook.book vendor
 
 ``run`` executes every notebook the table of contents lists, in its order: the jupytext source
 ``notebooks/<path>.md`` is read, given the papermill parameter ``profile``, executed, and written as
 ``book/notebooks/<path>.ipynb`` (the page ``_toc.yml`` points at). The executed copy is written
 atomically, so a failed run never leaves a half-executed page behind. ``build`` runs
 ``jb build --all -W -n --keep-going`` (warnings are errors) and prints where ``index.html`` is.
+``vendor`` (also the first step of ``build``) makes the pages work with no network: ``npm ci``
+installs the browser assets pinned by ``package-lock.json`` (MathJax 3, require.js, the Jupyter
+widget manager) into ``node_modules/``, and the files the pages load are copied into ``_vendor/vendor/``,
+which ``_config.yml`` lists in ``html_static_path`` (served as ``_static/vendor/``) and names in
+``mathjax_path`` and ``nb_ipywidgets_js``. ``_vendor/`` is not ``_static/``: Jupyter Book 1 adds
+every ``.js``/``.css`` under a book's ``_static/`` folder to every page.
 ``--timings FILE`` appends the timed events of the run (datasets, models, job grids, notebooks,
 the build: :mod:`salbook.timings`) to ``FILE``; ``benchmarks/book_time.py`` summarises them.
 """
@@ -16,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -122,8 +131,87 @@ def execute(name: str, profile: str, out: str, root: str) -> float:
     return seconds
 
 
+VENDOR = Path("_vendor")  # html_static_path entry of _config.yml; its vendor/ folder is served as _static/vendor/
+# (package, file or folder inside it) -> path under _vendor/vendor/
+VENDOR_FILES = {
+    ("requirejs", "require.js"): "require.js",
+    ("@jupyter-widgets/html-manager", "dist/embed-amd.js"): "embed-amd.js",
+    ("mathjax", "es5/tex-chtml.js"): "mathjax/tex-chtml.js",
+    ("mathjax", "es5/input/tex/extensions"): "mathjax/input/tex/extensions",  # loaded on demand (autoload)
+    ("mathjax", "es5/output/chtml/fonts/woff-v2"): "mathjax/output/chtml/fonts/woff-v2",
+    ("mathjax", "es5/ui"): "mathjax/ui",  # the menu's lazily loaded parts
+    ("mathjax", "es5/a11y"): "mathjax/a11y",
+}
+# The widget manager's icon fonts (Font Awesome, named by content hash): webpack resolves them against the
+# URL require.js gives the module that loads first, which widgets-config.js points into jupyter-widgets/:
+# "@jupyter-widgets/html-manager" (fonts in jupyter-widgets/) or ".../html-manager/dist/libembed-amd"
+# (fonts in jupyter-widgets/html-manager/dist/). Both get a copy (about 2 MB).
+WIDGET_FONTS = ("@jupyter-widgets/html-manager", "dist")
+WIDGETS_CONFIG = """// Written by salbook.book.vendor. Loaded after require.js and before embed-amd.js.
+(function () {
+  // The widget manager's modules (@jupyter-widgets/*) resolve to this folder, so the icon fonts it asks
+  // for by relative URL come from the site, not from the page's folder or a CDN.
+  var src = document.currentScript.src;
+  var here = src.slice(0, src.lastIndexOf("/") + 1);
+  require.config({paths: {"@jupyter-widgets": here + "jupyter-widgets"}});
+  // The widget controls typeset their labels with MathJax 2's MathJax.Hub.Queue; the book loads
+  // MathJax 3, which has no Hub: give it one that typesets the element with MathJax 3.
+  function hub() {
+    var mj = window.MathJax;
+    if (!mj || mj.Hub || !mj.startup) { return; }
+    mj.Hub = {Queue: function () {
+      Array.prototype.forEach.call(arguments, function (job) {
+        if (Array.isArray(job) && job[0] === "Typeset" && job[2]) {
+          mj.startup.promise.then(function () { return mj.typesetPromise([job[2]]); })
+            .catch(function (e) { console.warn("MathJax in a widget:", e); });
+        }
+      });
+    }};
+  }
+  document.addEventListener("DOMContentLoaded", hub);  // after the deferred MathJax script, before the widgets render
+  hub();
+})();
+"""
+
+
+def vendor(root: Path = config.PROJECT_ROOT, project: Path = config.PROJECT_ROOT) -> Path:
+    """Install the browser assets pinned by ``project``'s ``package-lock.json`` (``npm ci``, skipped when
+    ``node_modules/`` already holds that lockfile's install) and copy the files the pages load into
+    ``root/_vendor/vendor/``; return that folder."""
+    lock = project / "package-lock.json"
+    stamp = project / "node_modules" / ".salbook-lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise FileNotFoundError("npm is missing: the book serves MathJax and the widget manager itself, installed "
+                                    "from the npm registry by `npm ci` (package-lock.json); install Node.js 18+ with npm")
+        with timings.timed("build", "npm ci"):
+            subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund"], cwd=project, check=True)
+        stamp.write_text(digest)
+    out = root / VENDOR / "vendor"
+    if out.exists():
+        shutil.rmtree(out)
+    for (package, inside), target in VENDOR_FILES.items():
+        src, dst = project / "node_modules" / package / inside, out / target
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    for fonts in (out / "jupyter-widgets", out / "jupyter-widgets" / "html-manager" / "dist"):
+        fonts.mkdir(parents=True, exist_ok=True)
+        for font in (project / "node_modules" / WIDGET_FONTS[0] / WIDGET_FONTS[1]).iterdir():
+            if font.suffix in {".woff2", ".woff", ".eot", ".ttf", ".svg"}:
+                shutil.copy2(font, fonts / font.name)
+    (out / "widgets-config.js").write_text(WIDGETS_CONFIG)
+    return out
+
+
 def build(root: Path = config.PROJECT_ROOT, output: Path | None = None) -> Path:
-    """``jb build`` the book (warnings are errors) and return the path of ``index.html``."""
+    """Vendor the browser assets (:func:`vendor`), ``jb build`` the book (warnings are errors) and return the
+    path of ``index.html``."""
+    if (root / "_static").is_dir():
+        raise RuntimeError(f"{root / '_static'} exists: Jupyter Book 1 would then add every .js/.css of every "
+                           f"html_static_path entry, MathJax and the widget manager included, to every page")
+    vendor(root)
     cmd = [str(Path(sys.executable).parent / "jb"), "build", str(root), "--all", "-W", "-n", "--keep-going"]
     if output:
         cmd += ["--path-output", str(output)]
@@ -147,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                        help="local: one after another; processes: in parallel on this machine, one core each "
                             "(default without a GPU); ray: on a cluster (default when RAY_ADDRESS is set)")
     p_build = sub.add_parser("build", help="build the HTML book from the executed notebooks")
-    for p in (p_run, p_build):
+    p_vendor = sub.add_parser("vendor", help="install (npm ci) and copy the pages' browser assets into _vendor/")
+    for p in (p_run, p_build, p_vendor):
         p.add_argument("--timings", type=Path, default=None, help="append timed events to this JSON-lines file")
     args = parser.parse_args(argv)
     if args.timings:
@@ -155,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "run":
         seconds = run(args.profile, args.out, args.only, executor=args.executor or None)
         print(f"executed {len(seconds)} notebooks in {sum(seconds.values()):.0f} s")
+    elif args.command == "vendor":
+        print(f"Browser assets: {vendor()}")
     else:
         print(f"Book: {build()}")
 
