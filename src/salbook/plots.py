@@ -11,6 +11,7 @@ import numpy as np
 import seaborn as sns
 
 SALIENCY_CMAP = "viridis"
+VERDICT_COLORS = {"reproduced": "#4c9a4c", "partly": "#e0b040", "not reproduced": "#c0504d"}
 ARM_COLORS = dict(zip(("mpe+typical", "rand+typical", "mpe+rand", "rand+rand"), sns.color_palette("colorblind", 4)))
 
 
@@ -91,3 +92,23 @@ def log_map(m, floor: float = -10.0) -> np.ndarray:
     m = np.asarray(m, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.clip(np.log(m), floor, 0.0)
+
+
+def verdict_bars(counts: "dict[str, dict[str, int]]", ax=None):
+    """One horizontal bar per part of the book, split into its claims' verdicts (``{part: {verdict: n}}``),
+    coloured by :data:`VERDICT_COLORS`; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * len(counts) + 1))
+    parts = list(counts)
+    left = np.zeros(len(parts))
+    for verdict, color in VERDICT_COLORS.items():
+        n = np.array([counts[p].get(verdict, 0) for p in parts], dtype=float)
+        ax.barh(parts, n, left=left, color=color, label=verdict)
+        for y, (x0, k) in enumerate(zip(left, n)):
+            if k:
+                ax.text(x0 + k / 2, y, f"{k:.0f}", ha="center", va="center", color="white", fontsize=9)
+        left += n
+    ax.invert_yaxis()
+    ax.set_xlabel("claims")
+    ax.legend(ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    return ax
