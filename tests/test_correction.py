@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from salbook.yardsticks import closed_loop_correction
-from salbook.yardsticks.correction import stratified_sample, wilson_size
+from salbook.stats import wilson_size
+from salbook.yardsticks.correction import stratified_sample
 from salbook.stats import proportion
 
 

@@ -141,3 +141,11 @@ def test_all_of_is_the_worst_verdict_and_names_each_threshold():
     assert parts.verdict == "reproduced" and "MNIST: reproduced" in parts.evidence
     with pytest.raises(ValueError):
         verdicts.all_of({})
+
+
+def test_bootstrap_interval_resamples_units_jointly_and_is_seeded():
+    values = np.arange(20.0)
+    iv = Interval.bootstrap(lambda i: values[i].mean(), len(values), "20 units")
+    mean = Interval.mean(values)
+    assert (iv.estimate, iv.lo, iv.hi) == pytest.approx((mean.estimate, mean.lo, mean.hi))  # same draws as bootstrap_ci
+    assert Interval.bootstrap(lambda i: values[i].mean(), len(values), "20 units") == iv

@@ -17,6 +17,16 @@ def proportion(k: int, n: int, level: float = 0.95) -> dict:
     return {"k": k, "n": n, "rate": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high)}
 
 
+def wilson_size(half_width: float, level: float = 0.95) -> int:
+    """The smallest number of images whose worst-case (p = 0.5, normal approximation) interval for a
+    rate is at most ± ``half_width``: ⌈z² / (4 h²)⌉, e.g. 151 for ± 8 points. The Wilson interval
+    the chapters report is never wider than this at that size."""
+    if not 0 < half_width < 0.5:
+        raise ValueError(f"half_width must lie in (0, 0.5), got {half_width}")
+    z = stats.norm.ppf(0.5 + level / 2)
+    return int(np.ceil(z * z / (4 * half_width * half_width)))
+
+
 def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
     """Mean of ``values`` (NaNs dropped) with a seeded percentile-bootstrap interval.
 
@@ -31,6 +41,19 @@ def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(means, [tail, 100 - tail])
     return {"mean": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "n": int(len(v))}
+
+
+def resample_interval(statistic, n: int, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Seeded percentile-bootstrap interval of ``statistic(idx)``, where ``idx`` is one resample (with
+    replacement) of the indices ``0..n-1`` of the units (images) the data are made of; use it for a
+    statistic of several arrays over the same units (a maximum over methods, a ratio of sums, a
+    rank correlation of per-unit means), resampling the units jointly."""
+    idx = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    boot = np.array([statistic(i) for i in idx], dtype=np.float64)
+    boot = boot[np.isfinite(boot)]
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 def mean_interval(differences, level: float = 0.95) -> dict:

@@ -80,6 +80,15 @@ class Interval:
                    f"mean of {len(v)} {what}, {level:.0%} bootstrap", fmt)
 
     @classmethod
+    def bootstrap(cls, statistic, n: int, how: str, level: float = 0.95, seed: int = 0, n_boot: int = 2000,
+                  fmt: str = ".3g") -> "Interval":
+        """``statistic(idx)`` on all ``n`` units (``idx = arange(n)``) with the seeded percentile-bootstrap
+        interval of :func:`salbook.stats.resample_interval` (the estimate is kept inside its interval)."""
+        estimate = float(statistic(np.arange(n)))
+        lo, hi = stats.resample_interval(statistic, n, n_boot, level, seed)
+        return cls(estimate, min(lo, estimate), max(hi, estimate), how, fmt)
+
+    @classmethod
     def from_stats(cls, d: dict, how: str = "", fmt: str = ".3g") -> "Interval":
         """From a :mod:`salbook.stats` dict (``rate``/``mean``/``mean difference``/``median difference``
         with ``ci_low``/``ci_high``)."""

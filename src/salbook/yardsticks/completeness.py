@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import check_inputs, check_maps
+from ..stats import resample_interval
 from .curves import auc, gaussian_blur
 
 FILLS = ("mean", "zero", "blur")
@@ -245,10 +246,7 @@ def fill_spread(per_image: dict, n_boot: int = 2000, level: float = 0.95, seed: 
     if values.ndim != 2 or len(values) < 2:
         raise ValueError(f"need per-image values of at least two fills over the same images, got shape {values.shape}")
     spread = lambda v: v.mean(-1).max(0) - v.mean(-1).min(0)  # noqa: E731  (fills on axis 0, images last)
-    idx = np.random.default_rng(seed).integers(0, values.shape[1], (n_boot, values.shape[1]))
-    boot = spread(values[:, idx])  # (fills, n_boot, images) → (n_boot,)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    lo, hi = resample_interval(lambda i: spread(values[:, i]), values.shape[1], n_boot, level, seed)
     return {"spread": float(spread(values)), "ci_low": float(lo), "ci_high": float(hi), "n": int(values.shape[1])}
 
 

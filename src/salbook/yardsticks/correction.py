@@ -243,15 +243,3 @@ def stratified_sample(indices, labels, size: int | None, seed: int = 0) -> np.nd
     rng = np.random.default_rng(seed)
     chosen = [rng.choice(indices[labels == c], t, replace=False) for c, t in zip(classes, take) if t]
     return np.sort(np.concatenate(chosen))
-
-
-def wilson_size(half_width: float, level: float = 0.95) -> int:
-    """The smallest number of images whose worst-case (p = 0.5, normal approximation) interval for a
-    rate is at most ± ``half_width``: ⌈z² / (4 h²)⌉, e.g. 151 for ± 8 points. The Wilson interval
-    the chapters report is never wider than this at that size."""
-    from statistics import NormalDist
-
-    if not 0 < half_width < 0.5:
-        raise ValueError(f"half_width must lie in (0, 0.5), got {half_width}")
-    z = NormalDist().inv_cdf(0.5 + level / 2)
-    return int(np.ceil(z * z / (4 * half_width * half_width)))

@@ -122,14 +122,10 @@ def max_abs_mean_difference(differences: dict, seed: int = 0, level: float = 0.9
     d = np.stack([np.asarray(differences[k], dtype=float) for k in names], 1)  # (images, pairs)
     if not np.isfinite(d).all():
         raise ValueError("differences must be finite")
-    rng = np.random.default_rng(seed)
-    boot = np.abs(d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)).max(1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(boot, [tail, 100 - tail])
-    est = float(np.abs(d.mean(0)).max())
     which = names[int(np.abs(d.mean(0)).argmax())]
-    return which, Interval(est, min(lo, est), max(hi, est),
-                           f"max over {len(names)} paired differences of {len(d)} images, {level:.0%} bootstrap")
+    return which, Interval.bootstrap(lambda i: np.abs(d[i].mean(0)).max(), len(d),
+                                     f"max over {len(names)} paired differences of {len(d)} images, {level:.0%} bootstrap",
+                                     level, seed, n_boot)
 
 
 def _ranks(scores: torch.Tensor, seed: int) -> torch.Tensor:

@@ -89,11 +89,6 @@ def outside_excess(pixels: list[np.ndarray], masks: np.ndarray, level: float = 0
     n = np.array([len(pixels[k]) for k in used], dtype=np.float64)
     out = np.array([(~flat[k][np.asarray(pixels[k], dtype=int)]).sum() for k in used], dtype=np.float64)
     expected = np.array([len(pixels[k]) * (1 - flat[k].mean()) for k in used])  # uniform chance, per image
-    estimate = (out - expected).sum() / n.sum()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(used), size=(n_boot, len(used)))
-    boot = (out[idx] - expected[idx]).sum(1) / n[idx].sum(1)
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return Interval(estimate, min(lo, estimate), max(hi, estimate),
-                    f"{int(n.sum())} pixels of {len(used)} images, {level:.0%} bootstrap over images", ".1%")
+    return Interval.bootstrap(lambda i: (out[i] - expected[i]).sum() / n[i].sum(), len(used),
+                              f"{int(n.sum())} pixels of {len(used)} images, {level:.0%} bootstrap over images",
+                              level, seed, n_boot, ".1%")
