@@ -2,7 +2,8 @@
 
 :func:`check_site` serves ``_build/html`` on 127.0.0.1, opens every page in Chromium (Playwright) with
 every request outside the site aborted, and reports per page: JavaScript errors, requests that left the
-site, responses ≥ 400, images that did not load, math left as TeX, widgets that did not render; it moves
+site, responses ≥ 400, images that did not load, math left as TeX, widgets that did not render, code lines
+wider than the column; it moves
 every widget slider and dropdown and says whether the shown image changed; it saves a screenshot of each
 page. :func:`broken_links` checks every ``href``/``src`` inside the site, fragments included, from the files.
 """
@@ -113,6 +114,15 @@ async () => {
   out.mathUnrendered = Array.from(document.querySelectorAll('span.math, div.math'))
       .filter(e => !e.querySelector('mjx-container')).length;
   out.math = document.querySelectorAll('mjx-container').length;
+  // code lines wider than the column: they wrap (or scroll) instead of reading as written
+  const ctx = document.createElement('canvas').getContext('2d');
+  out.wideCode = Array.from(document.querySelectorAll('.cell_input pre')).filter(p => p.offsetParent !== null)
+      .flatMap(p => {
+        const cs = getComputedStyle(p);
+        ctx.font = `${cs.fontSize} ${cs.fontFamily}`;
+        const inner = p.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+        return p.textContent.split('\n').filter(l => ctx.measureText(l).width > inner + 1).map(l => l.slice(0, 60));
+      });
   return out;
 }
 """
@@ -180,6 +190,8 @@ def check_site(html_dir: Path, screenshots: Path | None = None, executable: str 
                 report.problems.append(f"image did not load: {src}")
             if seen["rawMath"]:
                 report.problems.append(f"math left as TeX: {seen['rawMath']}")
+            for line in seen["wideCode"]:
+                report.problems.append(f"code line wider than the column: {line!r}")
             if seen["mathUnrendered"]:
                 report.problems.append(f"{seen['mathUnrendered']} math elements not typeset")
             if screenshots:
