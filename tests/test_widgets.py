@@ -93,13 +93,30 @@ def test_selected_index_mapping(box):
 
 def test_live_compute_goes_beyond_the_grid(box):
     box.select(size=4, shade=1.0)
-    assert box.entries["size"].value == 4 and box.entries["shade"].value == 1.0  # the entries follow the controls
-    box.entries["size"].value = 5  # not in the grid
+    assert box.entries["size"].value == ""  # empty: the control's value (no stale number on a static page)
+    assert box.entry_value("size") == 4 and box.entry_value("shade") == 1.0
+    assert box.compute() == to_png(square(4, 1.0))
+    box.entries["size"].value = "5"  # not in the grid
     png = box.compute()
     np.testing.assert_array_equal(pixels(png), to_png_pixels(square(5, 1.0)))
     assert box.live_image.value == png and box.live_image.layout.display is None
     assert "size = 5" in box.live_status.value
     assert box.compute(shade=0.5) == to_png(square(5, 0.5))
+    box.entries["shade"].value = "dark"
+    with pytest.raises(ValueError, match="shade: 'dark' is not a number"):
+        box.compute()
+    assert "compute failed" in box.live_status.value
+
+
+def test_entries_read_as_the_grids_type():
+    box = explorer(lambda name, k: square(k + 1, 1.0), {"name": ["a", "b"], "k": [0, 1, 2]})
+    box.select(name="b", k=2)
+    assert box.entry_value("name") == "b" and box.entry_value("k") == 2
+    box.entries["name"].value, box.entries["k"].value = " c ", "3"
+    assert box.entry_value("name") == "c" and box.entry_value("k") == 3
+    labelled = explorer(lambda t: square(2, t[0]), {"t": [(0.5,), (1.0,)]})  # values that are not text
+    labelled.entries["t"].value = "(1.0,)"
+    assert labelled.entry_value("t") == (1.0,)
 
 
 def test_output_is_deterministic():

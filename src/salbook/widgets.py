@@ -16,7 +16,7 @@ control shows another precomputed image with no kernel and no network.
 
 **Live.** With a running kernel (Binder, Colab, a local Jupyter) the same controls work, and a second
 row takes any value, inside the grid or beyond it: *compute* calls the function with those values
-and shows the result below the grid's picture.
+(an empty entry: the value its control shows) and draws the result below the grid's picture.
 
 A grid of ``n`` points stores ``n`` PNGs in the page: keep grids small (``max_variants``) and figures
 modest (``dpi``).
@@ -97,14 +97,10 @@ def _control(name: str, values: Sequence, kind: str | None, label: str) -> tuple
     raise ValueError(f"{name}: unknown control kind {kind!r} (int, slider or dropdown)")
 
 
-def _entry(name: str, values: Sequence, label: str) -> widgets.Widget:
-    """A free-entry widget for the live row: any value, inside the grid or not."""
-    first = values[0]
-    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
-        return widgets.IntText(value=int(first), description=label, layout={"width": "12em"})
-    if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
-        return widgets.FloatText(value=float(first), description=label, layout={"width": "12em"})
-    return widgets.Text(value=str(first), description=label, layout={"width": "16em"})
+def _entry(label: str) -> widgets.Text:
+    """A free-entry widget for the live row: any value, inside the grid or not; left empty, the control's."""
+    return widgets.Text(value="", placeholder="as chosen above", description=label,
+                        style={"description_width": "initial"}, layout={"width": "16em"})
 
 
 class Explorer:
@@ -113,7 +109,8 @@ class Explorer:
     Attributes: ``grid`` (parameter → values), ``controls`` (parameter → control widget), ``stack``
     (the outer ``Stack``), ``images`` (grid point → its ``Image`` widget, in grid order), ``links``
     (the front-end links: one per stack, from the control of its level to its ``selected_index``),
-    ``entries`` / ``compute_button`` / ``live_image`` (the live row, when ``live``).
+    ``entries`` / ``compute_button`` / ``live_image`` (the live row, when ``live``: text entries; an empty
+    one takes its control's value).
     """
 
     def __init__(self, function: Callable[..., Any], grid: Mapping[str, Sequence], *, title: str | None = None,
@@ -167,7 +164,7 @@ class Explorer:
         self.entries: dict[str, widgets.Widget] = {}
         self.compute_button = self.live_image = self.live_status = None
         if live:
-            self.entries = {name: _entry(name, self.grid[name], labels.get(name, name)) for name in names}
+            self.entries = {name: _entry(labels.get(name, name)) for name in names}
             self.compute_button = widgets.Button(description="compute", icon="play",
                                                  tooltip="call the function with these values (needs a running kernel)")
             self.live_status = widgets.HTML("<small>Other values: needs a running kernel (a launch button or a "
@@ -176,8 +173,6 @@ class Explorer:
             self.live_image = widgets.Image(value=to_png(np.zeros((1, 1, 4), np.uint8)), format="png",
                                             layout=dict(layout, display="none"))
             self.compute_button.on_click(lambda _: self.compute())
-            for name, control in self.controls.items():  # keep the entries on the chosen grid value
-                control.observe(lambda change, name=name: self._follow(name), names=traits[name])
             rows += [widgets.HBox([*self.entries.values(), self.compute_button], layout={"flex_flow": "row wrap"}),
                      self.live_status, self.live_image]
         self.widget = widgets.VBox(children=rows)
@@ -230,17 +225,32 @@ class Explorer:
             todo += [(child, depth + 1) for child in node.children]
 
     # the live side -------------------------------------------------------------------------------------------
-    def _follow(self, name: str) -> None:
-        value = self.grid[name][getattr(self.controls[name], self._traits[name])]
-        entry = self.entries[name]
-        entry.value = type(entry.value)(value)
+    def entry_value(self, name: str) -> Any:
+        """The live row's value of one parameter: the control's grid value while the entry is empty, a grid
+        value where the entry holds its label, else the text read as the grid's type (int, float) or kept
+        as text."""
+        text = self.entries[name].value.strip()
+        if not text:
+            return self.selected()[name]
+        control, values = self.controls[name], self.grid[name]
+        by_label = {label: values[i] for label, i in getattr(control, "options", ())}
+        if text in by_label:
+            return by_label[text]
+        try:
+            if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+                return int(text)
+            if all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+                return float(text)
+        except ValueError:
+            raise ValueError(f"{name}: {text!r} is not a number") from None
+        return text
 
     def compute(self, **params) -> bytes:
         """Call the function with the live row's values (overridden by ``params``), show the picture under
         the grid's and return its PNG. Values need not be in the grid."""
-        values = {name: entry.value for name, entry in self.entries.items()} if self.entries else self.selected()
-        values.update(params)
         try:
+            values = {name: self.entry_value(name) for name in self.entries} if self.entries else self.selected()
+            values.update(params)
             png = to_png(self.function(**values), dpi=self.dpi)
         except Exception as error:  # shown to the reader, who typed the values
             if self.live_status is not None:
