@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from salbook.yardsticks.grayflip import grayflip_changes
+from salbook.yardsticks.grayflip import flip_ranks, grayflip_changes
 
 
 @pytest.fixture
@@ -121,3 +121,14 @@ def test_max_abs_mean_difference_covers_the_largest_gap():
     assert which == "B" and iv.lo <= 0.3 <= iv.hi + 0.02 and iv.lo > 0.25
     with pytest.raises(ValueError):
         max_abs_mean_difference({"A": np.array([np.nan, 0.0])})
+
+
+def test_flip_ranks_lowest_score_first_ties_by_seed():
+    scores = torch.tensor([[[[0.5, 0.1], [0.5, 0.9]]]])  # (1, 1, 2, 2): 0.1 first, 0.9 last
+    ranks = flip_ranks(scores, seed=0)
+    assert ranks.shape == (1, 4)
+    assert ranks[0, 1] == 0 and ranks[0, 3] == 3 and set(ranks[0, [0, 2]].tolist()) == {1, 2}
+    assert torch.equal(ranks, flip_ranks(scores, seed=0))
+    tied = torch.zeros(1, 1, 8, 8)
+    assert not torch.equal(flip_ranks(tied, seed=0), flip_ranks(tied, seed=1))
+    assert sorted(flip_ranks(tied, seed=0)[0].tolist()) == list(range(64))

@@ -73,7 +73,7 @@ def _filled(scores: torch.Tensor, taus, ties: str, seed: int):
     """A function τ index → the ``(N, H·W)`` mask of pixels filled at ``taus[i]`` under ``ties``."""
     n, hw = len(scores), scores[0].numel()
     if ties == "random":
-        rank = _ranks(scores, seed)
+        rank = flip_ranks(scores, seed)
         ks = [int(np.floor(t / 100 * hw)) for t in taus]
         return lambda i: rank < ks[i]
     flat = scores.flatten(1).double().cpu()
@@ -128,8 +128,9 @@ def max_abs_mean_difference(differences: dict, seed: int = 0, level: float = 0.9
                                      level, seed, n_boot)
 
 
-def _ranks(scores: torch.Tensor, seed: int) -> torch.Tensor:
-    """Rank of each pixel, ``(N, H·W)``: lexicographic (score, seeded random) order, lowest first."""
+def flip_ranks(scores: torch.Tensor, seed: int) -> torch.Tensor:
+    """Rank of each pixel, ``(N, H·W)``: lexicographic (score, seeded random) order, lowest first: the
+    order in which the curve turns pixels gray (ties broken by a seeded draw)."""
     n = len(scores)
     tiebreak = torch.rand((n, scores[0].numel()), generator=torch.Generator().manual_seed(seed))
     order = torch.from_numpy(np.lexsort((tiebreak.numpy(), scores.flatten(1).double().cpu().numpy()), axis=1))
