@@ -2,6 +2,7 @@
 #   make book   [PROFILE=smoke|cpu|full] [RETRAIN=1] [EXECUTOR=local|processes|ray]
 #                                          execute every notebook, then build the HTML book
 #   make test                              run the whole test suite
+#   make format                            format the notebooks' code (black, 88 characters)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +13,7 @@ RETRAIN ?= 0
 # local (one chapter at a time) with one, ray when RAY_ADDRESS is set
 EXECUTOR ?=
 
-.PHONY: book test env vendor browser clean-book
+.PHONY: book test env vendor browser clean-book format
 
 env: $(VENV)/.installed
 
@@ -44,6 +45,14 @@ browser:
 
 test: env browser
 	$(PY) -m pytest
+
+# The notebooks' code cells at the book's column width (tests/test_notebook_format.py): black with its string
+# splitting (--unstable), through jupytext so the MyST text files keep their prose and cell options. Comments
+# and docstrings longer than 88 characters are left to the author (the test names the notebook).
+format: env
+	for nb in $$(find notebooks -name '*.md'); do \
+	  $(VENV)/bin/jupytext -q --pipe "$(VENV)/bin/black -q --unstable --line-length 88 {}" "$$nb" || exit 1; \
+	done
 
 clean-book:
 	rm -rf _build _vendor book/notebooks

@@ -55,7 +55,12 @@ def square(size, shade):
     image[:size, :size] = shade
     return image
 
-explorer(square, {"size": [4, 8, 12], "shade": [0.5, 1.0]}, title="squares", width="96px")
+grid = {"size": [4, 8, 12], "shade": [0.5, 1.0]}
+explorer(square, grid, title="squares", width="96px")
+```
+
+```{code-cell} ipython3
+# the formatter's line length (88 characters) fits the column: this line is 88 long ....
 ```
 '''
 
@@ -128,19 +133,22 @@ def test_fixture_book_links_and_offline_assets(fixture_book):
 
 
 def test_sitecheck_catches_what_it_should(tmp_path, chromium):
-    """The checker itself: an outside request, a missing image, raw TeX and a broken link are reported."""
+    """The checker itself: an outside request, a missing image, raw TeX, a code cell wider than the column
+    and a broken link are reported."""
     (tmp_path / "index.html").write_text(textwrap.dedent("""\
         <html><body><main>
         <p>raw math $$x$$ here</p>
         <img src="missing.png">
         <img src="https://example.invalid/a.png">
         <a href="nowhere.html">x</a> <a href="index.html#nope">y</a>
+        <div class="cell_input"><pre>short\nLONG_LINE</pre></div>
         <script>throw new Error("boom")</script>
-        </main></body></html>"""))
+        </main></body></html>""").replace("LONG_LINE", "x" * 300))
     report = sitecheck.check_site(tmp_path, executable=chromium, move_controls=False)
     problems = " | ".join(report.problems)
     for expected in ("request outside the site: https://example.invalid/a.png", "HTTP 404", "image did not load",
-                     "math left as TeX", "JavaScript error: boom"):
+                     "math left as TeX", "JavaScript error: boom",
+                     "code line wider than the column: 'xxxx"):
         assert expected in problems
     assert sitecheck.broken_links(tmp_path) == ["index.html: missing.png (no missing.png)",
                                                 "index.html: nowhere.html (no nowhere.html)",
@@ -211,5 +219,12 @@ def test_smoke_book_in_the_browser(smoke_book, chromium):
     for page in report.pages:  # wherever a page has an explorer, its controls change the picture
         for move in page.moved:
             assert move["before"] and move["before"] != move["after"], (page.page, move)
+    # every chapter (so one per part at least) has an explorer with a slider, moved here with no kernel
+    by_page = {p.page: p for p in report.pages}
+    chapters = [n for n in book.toc_notebooks(root) if "/" in n]
+    assert {n.split("/")[0] for n in chapters} == {"mpe", "roar", "pertmap", "decoys", "robust"}
+    without = [n for n in chapters
+               if not any(m["control"] == "slider" for m in by_page[f"book/notebooks/{n}.html"].moved)]
+    assert without == [], f"chapters without an explorer slider: {without}"
     assert sitecheck.broken_links(html) == []
     check_launch_and_download(root)
