@@ -25,6 +25,7 @@ import argparse
 import fnmatch
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,33 @@ def toc_notebooks(root: Path = config.PROJECT_ROOT) -> list[str]:
 
 
 SUMMARIES = ("scorecard",)  # notebooks that read the others' run records: executed after them
+
+
+def claim_sections(notebook: str, claim_ids, root: Path = config.PROJECT_ROOT) -> dict[str, tuple[str, str]]:
+    """Where each claim is decided: ``{claim id: (section title, HTML anchor)}`` for the claims whose id
+    appears quoted in a code cell of ``notebooks/<notebook>.md``, from the last heading above it (the
+    anchor Sphinx gives that section; ``""`` for the page's title). Ids built at run time are left out."""
+    from docutils.nodes import make_id
+
+    text = (root / "notebooks" / f"{notebook}.md").read_text()
+    sections, heading, in_code = [], ("", ""), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = line.startswith("```{code-cell}") and not in_code
+            continue
+        if not in_code and line.startswith("#"):
+            level, title = len(line) - len(line.lstrip("#")), line.lstrip("#").strip()
+            plain = re.sub(r"\{[^}]*\}`([^`]*)`", r"\1", title).replace("`", "").replace("*", "")
+            heading = (plain, "" if level == 1 else make_id(plain))
+        sections.append((line, heading, in_code))
+    found = {}
+    for claim in claim_ids:
+        quoted = (f'"{claim}"', f"'{claim}'")
+        for line, heading, code in sections:
+            if code and any(q in line for q in quoted):
+                found[claim] = heading
+                break
+    return found
 
 
 def run(profile: str | None = None, out: Path | None = None, only: str | None = None,
