@@ -13,6 +13,11 @@
 4. writes ``benchmarks/results/book_time-<profile>.json`` here: total wall time, the time per
    model, per notebook and per job grid, with device, commit and profile; and copies the clone's
    run records (``results/<profile>/``) here, the canonical records of that commit.
+
+With ``--workflow`` it is also a dry run of the rest of the cpu path of ``.github/workflows/book.yml``
+in the clone, each step timed into the record's ``workflow`` entry: actionlint, the browser check of the
+built pages (``tests/sitecheck.py``, screenshots in ``_build/screenshots``) and the publish step's commit
+of the executed notebooks to the launch branch (no push; no Pages deploy).
 """
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ def main() -> None:
     parser.add_argument("--from-timings", type=Path, default=None,
                         help="summarise a timings file of chapters run elsewhere (benchmarks/gpu_book.sh) instead")
     parser.add_argument("--commit", default=None, help="with --from-timings: the commit those runs declared")
+    parser.add_argument("--workflow", action="store_true",
+                        help="also dry-run the workflow's remaining cpu-path steps (actionlint, browser check, publish)")
     args = parser.parse_args()
     if args.from_timings:
         return from_timings(args)
@@ -86,11 +93,39 @@ def main() -> None:
 
     events = timings.read(work / "timings.jsonl")
     out = ROOT / "benchmarks" / "results" / f"book_time-{args.profile}.json"
-    write_json(out, summarise(events, total, install, args, commit, python))
+    record = summarise(events, total, install, args, commit, python)
+    if args.workflow:
+        record["workflow"] = workflow_steps(clone, python, env)
+    write_json(out, record)
     if not args.no_copy:
         src, dst = clone / "results" / args.profile, ROOT / "results" / args.profile
         shutil.copytree(src, dst, dirs_exist_ok=True)
     print(f"book in {total:.0f} s wall ({args.profile}); install {install} s → {out}")
+
+
+def workflow_steps(clone: Path, python: Path, env: dict) -> dict:
+    """The steps of .github/workflows/book.yml that follow the notebooks' execution and the HTML build,
+    run in the clone and timed (the publish step commits locally and does not push)."""
+    branch = "executed-notebooks"
+    bin_dir = python.parent
+    steps = {
+        "actionlint": [str(bin_dir / "actionlint"), ".github/workflows/book.yml"],
+        "browser check (tests/sitecheck.py)": [str(python), "tests/sitecheck.py", "_build/html",
+                                               "--screenshots", "_build/screenshots"],
+        "publish: executed notebooks committed to the launch branch (no push)": [
+            "bash", "-c", f"git checkout -q -B {branch} && git add -f book/notebooks && "
+                          f"git -c user.name=dry-run -c user.email=dry-run@localhost commit -q -m 'Executed notebooks'"
+                          f" && git ls-files book/notebooks | grep -c '\\.ipynb$'"],
+    }
+    out = []
+    for name, command in steps.items():
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True)
+        out.append({"step": name, "seconds": round(time.perf_counter() - start, 1), "returncode": done.returncode,
+                    "output_tail": (done.stdout + done.stderr).strip()[-400:]})
+        print(f"{name}: rc {done.returncode} in {out[-1]['seconds']} s")
+    return {"what": "a dry run, on this machine, of the cpu path of .github/workflows/book.yml after the build",
+            "steps": out}
 
 
 def from_timings(args) -> None:
