@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from salbook.methods.frank_wolfe import (NORMS, Q, FrankWolfe, frank_wolfe, lmo, pgd_l1, pgd_l2, project_l1, scale_eps,
-                                         top_count)
+from salbook.attacks import pgd_l2
+from salbook.methods.frank_wolfe import NORMS, Q, FrankWolfe, frank_wolfe, lmo, pgd_l1, project_l1, scale_eps, top_count
 from salbook.yardsticks.robustness import robust_correct
 
 EPS = {"linf": 0.1, "l2": 1.0, "l1q": 8.0}

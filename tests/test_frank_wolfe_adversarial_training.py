@@ -3,8 +3,7 @@ import dataclasses
 
 import torch
 
-from salbook import nets, zoo
-from salbook.methods import frank_wolfe
+from salbook import attacks, nets, zoo
 
 
 def test_robust_recipe_differs_from_its_normal_counterpart_only_in_the_attack():
@@ -24,7 +23,7 @@ def test_fit_trains_on_pgd_l2_examples_of_each_augmented_batch(monkeypatch):
 
     def spy(model, inputs, labels, **kwargs):
         calls.append((model.training, tuple(inputs.shape), kwargs))
-        adv = frank_wolfe.pgd_l2(model, inputs, labels, **kwargs)
+        adv = attacks.pgd_l2(model, inputs, labels, **kwargs)
         assert ((adv - inputs).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all() and not torch.equal(adv, inputs)
         return adv
 

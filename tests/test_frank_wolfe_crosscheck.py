@@ -5,7 +5,8 @@ rai-toolbox``) and torchattacks' ``PGDL2`` (``pip install --no-deps torchattacks
 import pytest
 import torch
 
-from salbook.methods.frank_wolfe import frank_wolfe, pgd_l2, top_count
+from salbook.attacks import pgd_l2
+from salbook.methods.frank_wolfe import frank_wolfe, top_count
 
 
 @pytest.fixture

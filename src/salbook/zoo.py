@@ -38,7 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from . import config, data, nets, timings
-from .methods.frank_wolfe import pgd_l2
+from .attacks import pgd_l2
 from .results import git_commit
 from .storage import atomic_path, content_hash, sha256_file, write_json
 

@@ -1,5 +1,5 @@
 """Frank-Wolfe ℓ∞ / ℓ2 / ℓ1-q perturbations (Roberts & Tsiligkaridis 2021) and the projected-gradient
-attacks they are measured against.
+ℓ1 descent they are measured against.
 
 All solve, approximately, the paper's eq. (1) for each image x:
 
@@ -49,8 +49,8 @@ Where we depart from the reference code, on purpose:
 
 ε is in [0, 1] pixel units, the normalisation living inside the model; :func:`scale_eps` converts the
 paper's 224×224 radii. :func:`pgd_l1` (sparse ℓ1 descent) is the projected-gradient baseline of the cost
-comparison, and :func:`pgd_l2` the attack that robust models are trained (``zoo.Recipe.adversarial``)
-and evaluated with.
+comparison. The attack that robust models are trained (``zoo.Recipe.adversarial``) and evaluated with,
+ℓ2 PGD, lives in :mod:`salbook.attacks`, below the zoo.
 """
 from __future__ import annotations
 
@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..attacks import l2_norms, loss_gradient, per_image
 from ..checks import as_targets, check_inputs
 
 NORMS = ("linf", "l2", "l1q")
@@ -189,7 +190,7 @@ def frank_wolfe(model, inputs: torch.Tensor, target=None, *, norm: str = "l1q", 
     delta = torch.zeros_like(x)
     for k in range(steps):
         gamma = c / (c + k)
-        s = lmo(_gradient(model, x + delta, classes, targeted), norm, eps, q, x if box else None)
+        s = lmo(loss_gradient(model, x + delta, classes, targeted), norm, eps, q, x if box else None)
         delta = gamma * s + (1 - gamma) * delta
     images = (x + delta).clamp(0, 1) if box else x + delta  # box: the clamp only absorbs float rounding
     return _outcome(model, images, classes, targeted, inputs.device)
@@ -233,7 +234,7 @@ def pgd_l1(model, inputs: torch.Tensor, target=None, *, eps: float, steps: int =
     x, classes = _prepare(model, inputs, target)
     delta = torch.zeros_like(x)
     for _ in range(steps):
-        g = _gradient(model, x + delta, classes, targeted)
+        g = loss_gradient(model, x + delta, classes, targeted)
         stuck = ((x + delta <= 0) & (g > 0)) | ((x + delta >= 1) & (g < 0))  # the step moves along −g
         delta = project_l1(delta + lmo(g.masked_fill(stuck, 0), "l1q", step_size, q), eps)
         delta = (x + delta).clamp(0, 1) - x
@@ -252,34 +253,6 @@ def project_l1(delta: torch.Tensor, eps: float) -> torch.Tensor:
     return (flat.sign() * (mags - theta).clamp_min(0)).view_as(delta)
 
 
-def pgd_l2(model, inputs: torch.Tensor, labels, eps: float, steps: int, step_size: float, random_start: bool = True,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Untargeted ℓ2 PGD (Madry et al. 2018) in [0, 1] pixel space; returns the adversarial images.
-
-    Each step adds ``step_size``·g/‖g‖₂ (g: the gradient of the cross-entropy of ``labels``), rescales δ
-    into the ε-ball and clamps x + δ to [0, 1]; the last iterate is returned. The random start is a
-    Gaussian direction at radius ε·U(0, 1) (Rice et al. 2020; torchattacks' ``PGDL2``, whose steps
-    these are), drawn from ``generator`` (on the CPU). The model is used in whatever mode it is in:
-    ``zoo.fit`` calls this in train mode, as Madry's ``robustness`` library trains.
-    """
-    if not (eps > 0 and steps >= 1 and step_size > 0):
-        raise ValueError(f"pgd_l2 needs eps > 0, steps ≥ 1 and step_size > 0, got {eps}, {steps}, {step_size}")
-    check_inputs(inputs)
-    x = inputs.detach()
-    y = as_targets(labels, len(x)).to(x.device)
-    delta = torch.zeros_like(x)
-    if random_start:
-        noise = torch.randn(x.shape, generator=generator).to(x.device)
-        radius = eps * torch.rand(len(x), generator=generator).to(x.device)
-        delta = (x + _per_image(radius) * noise / _l2(noise)).clamp(0, 1) - x
-    for k in range(steps):
-        g = _gradient(model, x + delta, y, targeted=False, check=k == 0)  # ∇(−CE): PGD ascends CE along −g
-        delta = delta - step_size * g / _l2(g)
-        delta = delta * (eps / _l2(delta)).clamp(max=1)
-        delta = (x + delta).clamp(0, 1) - x
-    return (x + delta).detach()
-
-
 def _prepare(model, inputs: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor]:
     """Validated inputs on the model's device, and the class of each image (default: its prediction)."""
     check_inputs(inputs)
@@ -292,39 +265,12 @@ def _prepare(model, inputs: torch.Tensor, target) -> tuple[torch.Tensor, torch.T
     return x, as_targets(target, len(x), logits.shape[1]).to(device)
 
 
-def _gradient(model, images: torch.Tensor, classes: torch.Tensor, targeted: bool, check: bool = False) -> torch.Tensor:
-    """∇ of the loss to minimise: Σ CE toward ``classes`` (targeted) or −Σ CE (untargeted). With ``check``,
-    ``classes`` are first checked against the number of logits (cross-entropy would silently ignore −100)."""
-    images = images.detach().requires_grad_(True)
-    logits = model(images)
-    if check:
-        check_classes(classes, logits.shape[1])
-    loss = F.cross_entropy(logits, classes, reduction="sum")
-    (grad,) = torch.autograd.grad(loss if targeted else -loss, images)
-    return grad
-
-
 @torch.no_grad()
 def _outcome(model, images: torch.Tensor, classes: torch.Tensor, targeted: bool, device) -> Perturbation:
     logits = model(images)
     hit = logits.argmax(1) == classes
     loss = F.cross_entropy(logits, classes, reduction="none")
     return Perturbation(images.to(device), (hit if targeted else ~hit).to(device), loss.to(device))
-
-
-def check_classes(classes: torch.Tensor, n_classes: int) -> None:
-    """Class indices must lie in 0..n_classes − 1 (a label of another dataset, or −1 for "none", fails here)."""
-    if len(classes) and (int(classes.min()) < 0 or int(classes.max()) >= n_classes):
-        raise ValueError(f"target classes must lie in 0..{n_classes - 1} (the model has {n_classes} outputs), "
-                         f"got {int(classes.min())}..{int(classes.max())}")
-
-
-def _l2(t: torch.Tensor) -> torch.Tensor:
-    return _per_image(t.flatten(1).norm(dim=1).clamp_min(_TINY))
-
-
-def _per_image(v: torch.Tensor) -> torch.Tensor:
-    return v.view(-1, 1, 1, 1)
 
 
 def _check_norm(norm: str) -> None:

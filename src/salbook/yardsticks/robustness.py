@@ -7,12 +7,12 @@ from __future__ import annotations
 import torch
 
 from ..checks import as_targets, check_inputs
-from ..methods.frank_wolfe import check_classes, pgd_l2
+from ..attacks import check_classes, pgd_l2
 
 
 def robust_correct(model, inputs: torch.Tensor, labels, eps: float, steps: int = 20, step_size: float | None = None,
                    random_start: bool = False, batch_size: int = 256, seed: int = 0) -> torch.Tensor:
-    """Per image (on the CPU): is the label still predicted after :func:`~salbook.methods.frank_wolfe.pgd_l2`
+    """Per image (on the CPU): is the label still predicted after :func:`~salbook.attacks.pgd_l2`
     at radius ``eps``? ``eps = 0`` gives plain correctness. The mean is the robust accuracy;
     ``stats.proportion(k, n)`` gives its interval. ``step_size`` defaults to 2.5·ε/steps. Labels outside the
     model's classes are refused (they would count as silent mistakes)."""
