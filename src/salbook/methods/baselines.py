@@ -29,11 +29,17 @@ class Baseline:
     def __init__(self, model: torch.nn.Module):
         self.model = model
 
-    def attribute(self, inputs: torch.Tensor, target) -> torch.Tensor:
+    def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
+        """Maps of ``target`` (a class, or one per image; None: each image's predicted class)."""
         check_inputs(inputs)
         device = next(self.model.parameters()).device
-        targets = as_targets(target, len(inputs)).to(device)
-        return self._attribute(inputs.detach().to(device), targets).detach().cpu()
+        x = inputs.detach().to(device)
+        if target is None:
+            with torch.no_grad():
+                targets = self.model(x).argmax(1)
+        else:
+            targets = as_targets(target, len(inputs)).to(device)
+        return self._attribute(x, targets).detach().cpu()
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
