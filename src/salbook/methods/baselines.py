@@ -23,8 +23,9 @@ from captum.attr._utils import lrp_rules
 from ..checks import as_targets, check_inputs
 
 
-class Baseline:
-    """Shared checking for the Captum wrappers: validated inputs and targets, maps on the CPU."""
+class AttributionMethod:
+    """Shared checking for the Captum wrappers: validated inputs and targets, maps on the CPU. (Not named
+    "Baseline": in attribution that word means the reference input of IG, DeepLIFT and occlusion.)"""
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
@@ -45,35 +46,35 @@ class Baseline:
         raise NotImplementedError
 
 
-class Gradient(Baseline):
+class Gradient(AttributionMethod):
     """∂f_target/∂x (Simonyan et al. 2013), signed (Captum's ``Saliency`` with ``abs=False``)."""
 
     def _attribute(self, inputs, targets):
         return captum.Saliency(self.model).attribute(inputs, target=targets, abs=False)
 
 
-class InputXGradient(Baseline):
+class InputXGradient(AttributionMethod):
     """x ⊙ ∂f_target/∂x."""
 
     def _attribute(self, inputs, targets):
         return captum.InputXGradient(self.model).attribute(inputs, target=targets)
 
 
-class GuidedBackprop(Baseline):
+class GuidedBackprop(AttributionMethod):
     """Guided backpropagation (Springenberg et al. 2015): only positive gradients through ReLUs."""
 
     def _attribute(self, inputs, targets):
         return captum.GuidedBackprop(self.model).attribute(inputs, target=targets)
 
 
-class DeconvNet(Baseline):
+class DeconvNet(AttributionMethod):
     """DeconvNet (Zeiler & Fergus 2014): ReLU applied to the backward signal."""
 
     def _attribute(self, inputs, targets):
         return captum.Deconvolution(self.model).attribute(inputs, target=targets)
 
 
-class IntegratedGradients(Baseline):
+class IntegratedGradients(AttributionMethod):
     """Integrated Gradients (Sundararajan et al. 2017) from the black image, 50 steps."""
 
     def __init__(self, model, n_steps: int = 50, internal_batch_size: int = 256):
@@ -86,7 +87,7 @@ class IntegratedGradients(Baseline):
             internal_batch_size=self.internal_batch_size)
 
 
-class SmoothGrad(Baseline):
+class SmoothGrad(AttributionMethod):
     """SmoothGrad (Smilkov et al. 2017) and its variants through Captum's ``NoiseTunnel``.
 
     ``kind``: ``"smoothgrad"`` (mean of noisy gradients), ``"smoothgrad_sq"`` (mean of their squares:
@@ -109,14 +110,14 @@ class SmoothGrad(Baseline):
             for i in range(0, len(inputs), chunk)])
 
 
-class DeepLift(Baseline):
+class DeepLift(AttributionMethod):
     """DeepLIFT (Shrikumar et al. 2017), rescale rule, black baseline."""
 
     def _attribute(self, inputs, targets):
         return captum.DeepLift(self.model).attribute(inputs, baselines=torch.zeros_like(inputs), target=targets)
 
 
-class LRP(Baseline):
+class LRP(AttributionMethod):
     """Layer-wise relevance propagation (Bach et al. 2015), Captum's ε-rule on every layer.
 
     The model's preprocessing layer and ``Flatten`` pass relevance through unchanged (identity rule;
@@ -139,7 +140,7 @@ class LRP(Baseline):
         return captum.LRP(self.model).attribute(inputs, target=targets)
 
 
-class ExcitationBackprop(Baseline):
+class ExcitationBackprop(AttributionMethod):
     """Excitation backprop (Zhang et al. 2018): the marginal winning probability (MWP) of every input
     pixel, through zennit's ``ExcitationBackprop`` composite.
 
@@ -218,7 +219,7 @@ class ExcitationBackprop(Baseline):
         return mwp - self._mwp(self.dual, inputs, targets) if self.contrastive else mwp
 
 
-class Occlusion(Baseline):
+class Occlusion(AttributionMethod):
     """Occlusion (Zeiler & Fergus 2014): the drop of the target output when a window is replaced."""
 
     def __init__(self, model, window: int = 2, stride: int = 1, baseline: float = 0.0):
@@ -251,7 +252,7 @@ def gradcam_layer(model: torch.nn.Module) -> torch.nn.Module:
     return next((m for m in after if isinstance(m, torch.nn.ReLU)), last_conv(model))
 
 
-class GradCAM(Baseline):
+class GradCAM(AttributionMethod):
     """Grad-CAM (Selvaraju et al. 2017) at the rectified last convolutional layer (:func:`gradcam_layer`)
     unless ``layer`` is given, ReLU of the weighted activations, upsampled bilinearly to the input and
     repeated over its channels (so the map is shaped like it)."""
@@ -302,7 +303,7 @@ METHODS = {
 NAMES = tuple(METHODS)
 
 
-def make(name: str, model: torch.nn.Module, **options) -> Baseline:
+def make(name: str, model: torch.nn.Module, **options) -> AttributionMethod:
     """Build the baseline ``name`` for ``model``."""
     if name not in METHODS:
         raise ValueError(f"unknown attribution method {name!r}: choose one of {', '.join(NAMES)}")
