@@ -57,7 +57,13 @@ def whole_book() -> str:
                         "test accuracy"],
                        [[f"`{c['name']}`", f"checkpoint ({c['git_commit'][:7]})", f"{c['train_seconds']:.0f}",
                          f"{c['test_acc']:.1%}"] for c in cards])
-    return "\n\n".join([head, notebooks, trained, committed])
+    parts = [head, notebooks, trained, committed]
+    if book.get("workflow"):  # book_time --workflow: the rest of the workflow's cpu path, dry-run in the clone
+        parts.append(_table(["step of .github/workflows/book.yml after the build (dry run in the clone)", "seconds",
+                             "result"],
+                            [[s["step"], f"{s['seconds']:.0f}", "ok" if s["returncode"] == 0 else "failed"]
+                             for s in book["workflow"]["steps"]]))
+    return "\n\n".join(parts)
 
 
 def training_throughput() -> str:
