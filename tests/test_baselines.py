@@ -135,3 +135,16 @@ def test_gradcam_reads_the_rectified_last_convolution():
     assert baselines.gradcam_layer(resnet) is resnet[-4].out  # the last residual block's output
     maps = baselines.make("gradcam", vgg.eval()).attribute(torch.rand(2, 3, 32, 32), target=0)
     assert maps.shape == (2, 3, 32, 32) and (maps >= 0).all()
+
+
+def test_smoothgrad_noise_is_seeded_and_leaves_the_callers_random_state():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    x = torch.rand(2, 3, 2, 2)
+    method = baselines.make("smoothgrad", model, samples=4)
+    state = torch.get_rng_state()
+    first = method.attribute(x, 1)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator did not move
+    torch.rand(5)  # whatever ran before does not matter
+    assert torch.equal(method.attribute(x, 1), first)
+    assert not torch.equal(baselines.make("smoothgrad", model, samples=4, seed=1).attribute(x, 1), first)

@@ -92,22 +92,30 @@ class SmoothGrad(AttributionMethod):
 
     ``kind``: ``"smoothgrad"`` (mean of noisy gradients), ``"smoothgrad_sq"`` (mean of their squares:
     ROAR's SG-SQ) or ``"vargrad"`` (their variance). σ = ``noise`` × input range (1 for [0, 1] images).
+
+    The noise is seeded: every call draws it from ``seed`` (the caller's random state is left as it was),
+    so a batch's maps do not depend on what ran before in the process.
     """
 
-    def __init__(self, model, kind: str = "smoothgrad", samples: int = 15, noise: float = 0.15, rows: int = 256):
+    def __init__(self, model, kind: str = "smoothgrad", samples: int = 15, noise: float = 0.15, rows: int = 256,
+                 seed: int = 0):
         if kind not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
             raise ValueError(f"unknown SmoothGrad kind {kind!r}: choose smoothgrad, smoothgrad_sq or vargrad")
         super().__init__(model)
-        self.kind, self.samples, self.noise, self.rows = kind, samples, noise, rows
+        self.kind, self.samples, self.noise, self.rows, self.seed = kind, samples, noise, rows, seed
 
     def _attribute(self, inputs, targets):
         # About ``rows`` noisy copies per forward pass: a batch of (images × samples) rows in the
         # thousands runs several times slower on a CPU than the same work in chunks of a few hundred.
         tunnel, chunk = captum.NoiseTunnel(captum.Saliency(self.model)), max(1, self.rows // self.samples)
-        return torch.cat([
-            tunnel.attribute(inputs[i:i + chunk], nt_type=self.kind, nt_samples=self.samples,
-                             nt_samples_batch_size=self.samples, stdevs=self.noise, target=targets[i:i + chunk], abs=False)
-            for i in range(0, len(inputs), chunk)])
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # Captum draws the noise from the global generator
+            torch.manual_seed(self.seed)
+            return torch.cat([
+                tunnel.attribute(inputs[i:i + chunk], nt_type=self.kind, nt_samples=self.samples,
+                                 nt_samples_batch_size=self.samples, stdevs=self.noise, target=targets[i:i + chunk],
+                                 abs=False)
+                for i in range(0, len(inputs), chunk)])
 
 
 class DeepLift(AttributionMethod):
