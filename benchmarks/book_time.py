@@ -106,7 +106,9 @@ def main() -> None:
 def workflow_steps(clone: Path, python: Path, env: dict) -> dict:
     """The steps of .github/workflows/book.yml that follow the notebooks' execution and the HTML build,
     run in the clone and timed (the publish step commits locally and does not push)."""
-    branch = "executed-notebooks"
+    import yaml
+
+    branch = yaml.safe_load((clone / "_config.yml").read_text())["repository"]["branch"]  # the launch buttons'
     bin_dir = python.parent
     steps = {
         "actionlint": [str(bin_dir / "actionlint"), ".github/workflows/book.yml"],

@@ -23,6 +23,16 @@ def check_inputs(inputs: torch.Tensor, input_shape: tuple | None = None) -> None
         )
 
 
+def targets_or_prediction(model, inputs: torch.Tensor, target) -> torch.Tensor:
+    """:func:`as_targets` of ``target``, or, when it is None, each input's predicted class (int64, CPU):
+    the default of every ``attribute(inputs, target=None)``."""
+    if target is not None:
+        return as_targets(target, len(inputs))
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return model(inputs.to(device)).argmax(1).cpu()
+
+
 def as_targets(target, n: int, n_classes: int | None = None) -> torch.Tensor:
     """Captum-style ``target`` (an int, or one class per input) → int64 tensor ``(n,)``."""
     t = torch.as_tensor(target)

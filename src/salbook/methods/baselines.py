@@ -20,7 +20,7 @@ import torch
 from captum import attr as captum
 from captum.attr._utils import lrp_rules
 
-from ..checks import as_targets, check_inputs
+from ..checks import check_inputs, targets_or_prediction
 
 
 class AttributionMethod:
@@ -35,11 +35,7 @@ class AttributionMethod:
         check_inputs(inputs)
         device = next(self.model.parameters()).device
         x = inputs.detach().to(device)
-        if target is None:
-            with torch.no_grad():
-                targets = self.model(x).argmax(1)
-        else:
-            targets = as_targets(target, len(inputs)).to(device)
+        targets = targets_or_prediction(self.model, x, target).to(device)
         return self._attribute(x, targets).detach().cpu()
 
     def _attribute(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import check_inputs
+from ..checks import check_inputs, targets_or_prediction
 from . import baselines
 from .decoys import DecoyEnhanced
 from .frank_wolfe import FrankWolfe
@@ -190,9 +190,5 @@ class _Filled:
         self.model, self.method, self.undefined = model, method, undefined
 
     def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
-        if target is None:
-            device = next(self.model.parameters()).device
-            with torch.no_grad():
-                target = self.model(inputs.to(device)).argmax(1).cpu()
-        maps = self.method.attribute(inputs, target)
+        maps = self.method.attribute(inputs, targets_or_prediction(self.model, inputs, target))
         return maps if self.undefined is None else torch.nan_to_num(maps, nan=self.undefined)
