@@ -1,6 +1,7 @@
 """The import directions of the library (README "Library layout"): data → attacks → zoo → methods →
-yardsticks → grids. A module may import from its left, never from its right, so training a model
-needs no attribution method and a method knows nothing of how it is graded."""
+yardsticks → grids → chapter. A module may import from its left, never from its right, so training a
+model needs no attribution method, a method knows nothing of how it is graded, and no library module
+depends on the notebooks' setup call (``chapter``)."""
 import ast
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from salbook import config
 
 SRC = config.PROJECT_ROOT / "src" / "salbook"
-LAYERS = ["data", "attacks", "zoo", "methods", "yardsticks", "grids"]
+LAYERS = ["data", "attacks", "zoo", "methods", "yardsticks", "grids", "chapter"]
 
 
 def layer(module: str) -> str | None:

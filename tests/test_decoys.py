@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from salbook import nets
+from salbook.methods import baselines
 from salbook.methods.decoys import (DecoyEnhanced, Field, constant_decoys, crop_boxes, decoy_mean, decoy_range,
                                     generate_decoys, generate_decoys_loop, layer_index, patch_masks,
                                     postprocess, receptive_field, truncate, verify_decoys)
@@ -235,6 +236,24 @@ def test_decoy_enhanced_is_seeded_and_leaves_the_global_rng_alone(conv_net, imag
     assert method.decoy_set.violation_rate == 0.0
     both = method.attribute(images, target=0)  # an image's map does not depend on the other images
     assert torch.allclose(both[:1], first, atol=1e-6)
+
+
+def test_the_seed_is_the_base_methods_noise_seed(conv_net, images):
+    opts = dict(base="smoothgrad", layer=1, eps=0.05, **FAST)
+    three = DecoyEnhanced(conv_net, seed=3, base_options={"samples": 2}, **opts)
+    z = three.attribute(images[:1], target=0)
+    decoys = three.decoy_set.decoys[0]
+    want = baselines.make("smoothgrad", conv_net, samples=2, seed=3).attribute(decoys, target=0)
+    assert torch.allclose(z, decoy_range(want[None]), atol=1e-6)
+    same = DecoyEnhanced(conv_net, base_options={"samples": 2, "seed": 3}, **opts)
+    assert torch.equal(same.attribute(images[:1], target=0), z)
+    four = DecoyEnhanced(conv_net, seed=4, base_options={"samples": 2}, **opts)
+    assert not torch.allclose(four.attribute(images[:1], target=0), z)
+    with pytest.raises(ValueError, match="two seeds"):
+        DecoyEnhanced(conv_net, seed=3, base_options={"samples": 2, "seed": 4}, **opts)
+    gradient = DecoyEnhanced(conv_net, layer=1, eps=0.05, seed=3, **FAST)  # draws no noise: no seed option
+    assert torch.equal(gradient.attribute(images[:1], target=0),
+                       DecoyEnhanced(conv_net, layer=1, eps=0.05, **FAST).attribute(images[:1], target=0))
 
 
 def test_postprocess_known_answer():

@@ -58,12 +58,6 @@ def test_attack_job_with_the_adaptive_attack_and_the_control(weights):
     assert out["violation_rate"] == 0.0
 
 
-def test_the_attacked_map_uses_the_scored_methods_samples_and_steps():
-    assert grid.attack_saliency_options("smoothgrad", {"samples": 10, "noise": 0.15}) == {"samples": 10, "noise": 0.15}
-    assert grid.attack_saliency_options("integrated_gradients", {"n_steps": 8}) == {"steps": 8}
-    assert grid.attack_saliency_options("gradient", None) == {}
-
-
 def test_max_sensitivity_shares_decoys_between_bases(weights, monkeypatch):
     pytest.importorskip("quantus")
     if not hasattr(np, "trapz"):  # Quantus 0.6.0 calls np.trapz, which NumPy 2 removed

@@ -108,7 +108,7 @@ def test_box_violation_rate_knows_the_exact_box(margin_model):
 def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
     from salbook import data, zoo
     from salbook.grids import pertmap as grid
-    from salbook.methods import baselines
+    from salbook.methods import registry
 
     weights = zoo.get("cifar-cnn4", "smoke").card["weights_sha256"]
     run = lambda method, idx, **o: grid.method_maps("cifar-cnn4", "smoke", weights, method, o, idx, [3] * len(idx))  # noqa: E731
@@ -117,7 +117,7 @@ def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
     assert whole["maps"].shape == (4, 3, 32, 32) and whole["seconds"] > 0 and whole["maps"].is_contiguous()
     torch.testing.assert_close(whole["maps"], torch.cat([h["maps"] for h in halves]))
     occlusion = run("occlusion", [0, 1], window=4, stride=4)  # one image per call on a CPU, as one call would give
-    direct = baselines.make("occlusion", zoo.get("cifar-cnn4", "smoke").model, window=4, stride=4).attribute(
+    direct = registry.make("occlusion", zoo.get("cifar-cnn4", "smoke").model, window=4, stride=4).attribute(
         data.to_input(data.cifar10("test").x[[0, 1]]), [3, 3])
     torch.testing.assert_close(occlusion["maps"], direct)
     lp = run("lp_pertmap", [0])
@@ -125,8 +125,8 @@ def test_the_grid_job_gives_the_same_maps_in_batches_and_returns_the_lp_box():
     torch.testing.assert_close(lp["maps"], -(lp["upper"] + lp["lower"]))
     with pytest.raises(ValueError, match="one target per image"):
         grid.method_maps("cifar-cnn4", "smoke", weights, "gradient", None, [0, 1], [3])
-    with pytest.raises(ValueError, match="unknown attribution method"):
-        grid.explainer("pertmap", torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="unknown saliency method 'pertmap'"):
+        grid.method_maps("cifar-cnn4", "smoke", weights, "pertmap", None, [0], [3])
 
 
 def test_the_prediction_job_names_its_weights(monkeypatch):

@@ -133,40 +133,6 @@ def test_backward_signal_known_shares():
         properties.backward_signal(model, x, 0, "magic")
 
 
-class _Square(nn.Module):
-    """f_k(x) = Σ w_k x²: its gradient 2 w_k x is linear in x, so noisy gradients have known moments."""
-
-    def __init__(self, weights: torch.Tensor):
-        super().__init__()
-        self.w = nn.Parameter(weights)
-
-    def forward(self, x):
-        return torch.stack([(w * x.square()).flatten(1).sum(1) for w in self.w], 1)
-
-
-def test_noisy_gradients_have_smoothgrads_moments():
-    torch.manual_seed(0)
-    model = _Square(torch.rand(2, 1, 3, 3))
-    x, sigma = torch.rand(4, 1, 3, 3), 0.2
-    g = properties.noisy_gradients(model, x, 1, samples=4000, noise=sigma, generator=torch.Generator().manual_seed(0), rows=1000)
-    assert g.shape == (4, 4000, 1, 3, 3)
-    w = model.w[1].detach()
-    assert torch.allclose(g.mean(1), 2 * w * x, atol=0.03)  # SmoothGrad: the gradient at x
-    assert torch.allclose(g.var(1), (2 * w * sigma).square().expand_as(x), rtol=0.1, atol=1e-4)  # VarGrad: 4 w² σ²
-    again = properties.noisy_gradients(model, x, 1, samples=4000, noise=sigma, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(g, again)  # seeded
-
-
-def test_noisy_gradients_without_noise_are_the_gradient():
-    model = nets.build("mnist_lenet").eval()
-    x = torch.rand(3, 1, 28, 28)
-    g = properties.noisy_gradients(model, x, torch.tensor([0, 4, 9]), samples=3, noise=0.0)
-    expected = baselines.make("gradient", model).attribute(x, target=torch.tensor([0, 4, 9]))
-    assert torch.allclose(g, expected[:, None].expand_as(g), atol=1e-6)
-    with pytest.raises(ValueError, match="samples"):
-        properties.noisy_gradients(model, x, 0, samples=0)
-
-
 def test_per_image_shares_differ_between_images_and_are_nan_without_signal():
     model = nn.Sequential(nn.Flatten(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).eval()
     with torch.no_grad():

@@ -102,3 +102,40 @@ def test_bad_names_and_outputs_are_refused(model):
         registry.Output(signed=True, resolution="patch")
     with pytest.raises(ValueError, match="MPE needs its table"):
         registry.make("mpe", model)
+
+
+def test_explain_in_batches_gives_the_maps_of_one_call(model, images):
+    inputs = torch.cat([images] * 3)  # 6 images: batches of 4 and 2
+    targets = torch.tensor([0, 1, 2, 3, 4, 5])
+    gradient = registry.make("gradient", model)
+    maps = registry.explain(gradient, inputs, targets, batch_size=4)
+    assert maps.shape == inputs.shape
+    assert torch.allclose(maps, gradient.attribute(inputs, target=targets), atol=1e-6)
+    # a seeded method's generator runs on across batches: the same draws as one call
+    assert torch.equal(registry.explain(registry.make("random", model, seed=5), inputs, batch_size=4),
+                       registry.make("random", model, seed=5).attribute(inputs))
+
+
+def test_explain_targets_default_to_the_prediction_and_a_class_is_broadcast(model, images):
+    gradient = registry.make("gradient", model)
+    predicted = model(images).argmax(1)
+    assert torch.equal(registry.explain(gradient, images, batch_size=1),
+                       registry.explain(gradient, images, predicted, batch_size=1))
+    assert torch.equal(registry.explain(gradient, images, 3, batch_size=1),
+                       registry.explain(gradient, images, torch.tensor([3, 3]), batch_size=1))
+
+
+def test_explain_refuses_bad_batches_and_inputs(model, images):
+    gradient = registry.make("gradient", model)
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        registry.explain(gradient, images, batch_size=0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        registry.explain(gradient, images[0])
+    with pytest.raises(ValueError, match="one class per input"):
+        registry.explain(gradient, images, torch.tensor([1, 2, 3]))
+
+
+def test_random_is_uniform_per_entry(images):
+    maps = registry.make("random", None, seed=0).attribute(torch.zeros(200, 3, 8, 8))
+    assert maps.min() >= 0 and maps.max() < 1 and abs(maps.mean().item() - 0.5) < 0.01
+    assert not torch.equal(maps[:, 0], maps[:, 1])  # the channels are drawn independently

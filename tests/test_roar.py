@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
+from salbook import data
 from salbook.grids import roar as grid
+from salbook.methods import registry
 from salbook.yardsticks import roar
 
 
@@ -55,14 +57,17 @@ def test_ranks_order_every_image_and_threshold_to_the_top_mask_of_any_fraction()
         assert (roar.mask_from_ranks(rank, t).flatten(1).sum(1) == int(t * 32)).all()
 
 
-def test_random_masks_select_exactly_t_of_each_image_uniformly_and_reproducibly():
-    mask = roar.random_mask((400, 1, 5, 5), 0.2, seed=3)
-    assert mask.shape == (400, 1, 5, 5) and (mask.flatten(1).sum(1) == 5).all()
-    assert torch.equal(mask, roar.random_mask((400, 1, 5, 5), 0.2, seed=3))
-    assert not torch.equal(mask, roar.random_mask((400, 1, 5, 5), 0.2, seed=4))
-    share = mask.flatten(1).double().mean(0)  # every entry is chosen with probability t
+@pytest.mark.parametrize("per", roar.GRANULARITY)
+def test_the_random_control_selects_exactly_t_of_each_image_uniformly_and_reproducibly(per):
+    random_mask = lambda seed, t=0.2: roar.top_mask(roar.ranking_scores(  # noqa: E731
+        registry.make("random", None, seed=seed).attribute(torch.zeros(400, 3, 5, 5)), per=per), t)
+    mask = random_mask(3)
+    assert mask.shape == ((400, 3, 5, 5) if per == "channel" else (400, 1, 5, 5))
+    assert (mask.flatten(1).sum(1) == int(0.2 * mask[0].numel())).all()
+    assert torch.equal(mask, random_mask(3)) and not torch.equal(mask, random_mask(4))
+    share = mask.flatten(1).double().mean(0)  # every entry (or pixel) is chosen with probability t
     assert share.min() > 0.12 and share.max() < 0.28
-    assert not roar.random_mask((2, 3, 4, 4), 0.0, seed=0).any() and roar.random_mask((2, 3, 4, 4), 1.0, seed=0).all()
+    assert not random_mask(0, 0.0).any() and random_mask(0, 1.0).all()
 
 
 def test_replace_fills_the_mask_for_roar_and_its_complement_for_kar():
@@ -88,7 +93,7 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         roar.ranks(torch.full((1, 1, 2, 2), float("nan")))
     with pytest.raises(ValueError, match="fraction"):
-        roar.random_mask((1, 1, 2, 2), -0.1, seed=0)
+        roar.top_mask(x, -0.1)
     with pytest.raises(ValueError, match="random_mask"):
         grid.retrain("mnist", "mnist-lenet", "smoke", "random", 0.5, False, 0, random_mask="sometimes")
     with pytest.raises(ValueError, match="granularity"):
@@ -138,6 +143,10 @@ def test_the_smoothgrad_family_comes_from_one_draw_of_noisy_gradients():
                 test_size=40)
     sg, sq, var = (grid.attribution_maps(method=m, **args)["maps"] for m in ("smoothgrad", "smoothgrad_sq", "vargrad"))
     assert torch.allclose(var, sq - sg.square()) and (var >= -1e-6).all() and (sq >= 0).all()
+    # the registry's method with the same options draws the same noise: the same maps
+    net = grid._explained("mnist-lenet", "smoke", None)
+    x = data.to_input(grid.images("mnist", "mnist-lenet", "smoke", "test", None, 40).x)
+    assert torch.allclose(registry.make("smoothgrad_sq", net, samples=4).attribute(x), sq, atol=1e-6)
     # no noise: every sample is the plain gradient, its variance is zero
     args["options"] = {"samples": 3, "noise": 0.0}
     grad = grid.attribution_maps(method="gradient", **{**args, "options": None})["maps"]
@@ -233,3 +242,15 @@ def test_no_better_than_random_on_accuracy_gaps_reaches_every_verdict_and_needs_
     # better than random by less than the margin, on too few seeds: partly at most
     slightly = verdicts.no_better_than(roar.accuracy_gap(arm(2, 0.5), arm(2, 0.49)), margin, n_seeds=2)
     assert slightly.verdict == "partly"
+
+
+def test_the_random_control_is_the_registrys_random_method():
+    args = dict(dataset="mnist", model="mnist-lenet", profile="smoke", method="random", split="test", test_size=20,
+                options={"seed": 3})
+    maps = grid.attribution_maps(**args)["maps"]
+    assert torch.equal(maps, registry.make("random", None, seed=3).attribute(torch.zeros(20, 1, 28, 28)))
+    transform = grid._resampled("random", None, None, 0.5, False, torch.zeros(1), "square", "channel", seed=0)
+    x = torch.rand(8, 1, 28, 28)
+    first, again, other = transform(x, [0], 0), transform(x, [0], 0), transform(x, [0], 1)
+    assert torch.equal(first, again) and not torch.equal(first, other)  # a new mask every epoch, seeded
+    assert ((first == 0).flatten(1).sum(1) >= 392).all()  # half of every image filled

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from salbook.methods import baselines
+from salbook.methods import baselines, registry
+from salbook.methods.gradients import gradient
 from salbook.yardsticks.fidelity import saliency_fidelity
-from salbook.yardsticks.saliency_attacks import (decoy_range_saliency, gradient_saliency, integrated_gradients_saliency,
-                                                 pixel_saliency, saliency_attack, same_norm_noise, sensitivity,
-                                                 softplus_surrogate)
+from salbook.yardsticks.saliency_attacks import (decoy_range_saliency, pixel_saliency, saliency_attack, same_norm_noise,
+                                                 sensitivity, softplus_surrogate)
 
 
 @pytest.fixture
@@ -39,17 +39,8 @@ def test_relu_maps_have_no_second_derivative_but_the_surrogate_has(relu_net, ima
     c = torch.zeros(3, dtype=torch.long)
     for model, zero in ((relu_net, True), (softplus_surrogate(relu_net), False)):
         x = images.clone().requires_grad_()
-        (g,) = torch.autograd.grad(pixel_saliency(gradient_saliency(model, x, c, True))[:, 0, 0].sum(), x)
+        (g,) = torch.autograd.grad(pixel_saliency(gradient(model, x, c, True))[:, 0, 0].sum(), x)
         assert bool((g == 0).all()) is zero
-
-
-def test_differentiable_maps_match_the_baselines(relu_net, images):
-    c = torch.tensor([0, 1, 2])
-    captum = baselines.make("gradient", relu_net).attribute(images, target=c)
-    assert torch.allclose(gradient_saliency(relu_net, images, c), captum, atol=1e-6)
-    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 3)).eval()
-    w = linear[1].weight.detach()[c].view_as(images)
-    assert torch.allclose(integrated_gradients_saliency(linear, images, c), images * w, atol=1e-5)  # exact for linear
 
 
 # --- the three attacks ----------------------------------------------------------------------------
@@ -57,7 +48,8 @@ def test_differentiable_maps_match_the_baselines(relu_net, images):
 @pytest.mark.parametrize("kind", ["topk", "targeted", "mass_center"])
 def test_attacks_keep_the_label_stay_in_budget_and_increase_their_objective(relu_net, images, kind):
     eps = 8 / 255
-    result = saliency_attack(relu_net, images, kind=kind, eps=eps, step_size=1 / 255, steps=15, progress=False)
+    method = baselines.make("gradient", relu_net)
+    result = saliency_attack(method, images, kind=kind, eps=eps, step_size=1 / 255, steps=15, progress=False)
     adv = result.adversarial
     assert adv.shape == images.shape and adv.min() >= 0 and adv.max() <= 1
     assert (adv - images).abs().max() <= eps + 1e-6
@@ -69,24 +61,32 @@ def test_attacks_keep_the_label_stay_in_budget_and_increase_their_objective(relu
 
 
 def test_targeted_attack_moves_mass_into_the_corner(relu_net, images):
-    result = saliency_attack(relu_net, images, kind="targeted", corner=2, steps=15, progress=False)
+    result = saliency_attack(baselines.make("gradient", relu_net), images, kind="targeted", corner=2, steps=15,
+                             progress=False)
     c = result.label
-    before = pixel_saliency(gradient_saliency(relu_net, images, c))[:, 6:, 6:].sum((1, 2))
-    after = pixel_saliency(gradient_saliency(relu_net, result.adversarial, c))[:, 6:, 6:].sum((1, 2))
+    before = pixel_saliency(gradient(relu_net, images, c))[:, 6:, 6:].sum((1, 2))
+    after = pixel_saliency(gradient(relu_net, result.adversarial, c))[:, 6:, 6:].sum((1, 2))
     assert torch.allclose(before, result.start) and torch.allclose(after, result.objective, atol=1e-6)
     assert (after > before).all()
 
 
-def test_the_attacked_map_takes_the_saliency_options(relu_net, images):
-    """The start objective is D of the map with the given options: IG with 4 midpoint steps here."""
+@pytest.mark.parametrize("name, options", [("integrated_gradients", {"n_steps": 4}),
+                                           ("smoothgrad", {"samples": 3, "noise": 0.2, "seed": 5})])
+def test_the_attacked_map_is_the_scored_map(relu_net, images, name, options):
+    """The start objective is D of the very map the method scores (its attribute), with its options."""
     c = torch.zeros(3, dtype=torch.long)
-    result = saliency_attack(relu_net, images, kind="targeted", target=c, corner=2, steps=1, progress=False,
-                             saliency="integrated_gradients", saliency_options={"steps": 4})
-    p4 = pixel_saliency(integrated_gradients_saliency(relu_net, images, c, steps=4))[:, 6:, 6:].sum((1, 2))
-    p20 = pixel_saliency(integrated_gradients_saliency(relu_net, images, c))[:, 6:, 6:].sum((1, 2))
-    assert torch.allclose(result.start, p4) and not torch.allclose(result.start, p20)
-    with pytest.raises(TypeError, match="samples"):
-        saliency_attack(relu_net, images, saliency="gradient", saliency_options={"samples": 4}, steps=1)
+    method = registry.make(name, relu_net, **options)
+    result = saliency_attack(method, images, kind="targeted", target=c, corner=2, steps=1, progress=False)
+    corner = pixel_saliency(method.attribute(images, c))[:, 6:, 6:].sum((1, 2))
+    other = pixel_saliency(registry.make(name, relu_net).attribute(images, c))[:, 6:, 6:].sum((1, 2))  # defaults
+    assert torch.allclose(result.start, corner, atol=1e-6) and not torch.allclose(result.start, other)
+
+
+def test_the_attack_refuses_a_method_without_a_differentiable_map(relu_net, images):
+    with pytest.raises(TypeError, match="LRP has no saliency and no with_model.*integrated_gradients"):
+        saliency_attack(registry.make("lrp", relu_net), images, steps=1)
+    with pytest.raises(TypeError, match="no with_model"):
+        saliency_attack(type("Half", (), {"saliency": lambda self, x, t, g=False: x})(), images, steps=1)
 
 
 def test_sensitivity_known_answer():
@@ -99,16 +99,15 @@ def test_sensitivity_known_answer():
 
 
 def test_attack_bad_inputs(relu_net, images):
+    method = baselines.make("gradient", relu_net)
     with pytest.raises(ValueError, match="unknown attack"):
-        saliency_attack(relu_net, images, kind="random")
-    with pytest.raises(ValueError, match="unknown saliency"):
-        saliency_attack(relu_net, images, saliency="lrp")
+        saliency_attack(method, images, kind="random")
     with pytest.raises(ValueError, match="eps and step_size"):
-        saliency_attack(relu_net, images, eps=0)
+        saliency_attack(method, images, eps=0)
     with pytest.raises(ValueError, match="k must lie"):
-        saliency_attack(relu_net, images, k=65, steps=1)
+        saliency_attack(method, images, k=65, steps=1)
     with pytest.raises(ValueError, match="NaN"):
-        saliency_attack(relu_net, images * torch.nan)
+        saliency_attack(method, images * torch.nan)
     with pytest.raises(ValueError, match="beta"):
         softplus_surrogate(relu_net, beta=0)
     with pytest.raises(ValueError, match="one map per image"):
@@ -161,30 +160,32 @@ def test_fidelity_bad_inputs(relu_net, images):
 
 def test_decoy_range_surrogate_known_answers(relu_net, images):
     c = torch.tensor([0, 1, 2])
+    method = baselines.make("gradient", relu_net)
     same = torch.zeros(3, 4, 3, 8, 8)  # four decoys equal to x: the range is 0
-    assert torch.equal(decoy_range_saliency(relu_net, images, c, offsets=same), torch.zeros_like(images))
+    assert torch.equal(decoy_range_saliency(method, images, c, offsets=same), torch.zeros_like(images))
     offsets = torch.zeros(3, 2, 3, 8, 8)
     offsets[:, 1, :, :3, :3] = 0.2  # one decoy changes a 3×3 patch
     moved = (images + offsets[:, 1]).clamp(0, 1)
-    expected = (gradient_saliency(relu_net, moved, c) - gradient_saliency(relu_net, images, c)).abs()
-    assert torch.allclose(decoy_range_saliency(relu_net, images, c, offsets=offsets), expected, atol=1e-6)
-    linear = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 3)).eval()  # one gradient for every input: range 0
-    assert decoy_range_saliency(linear, images, c, offsets=offsets).abs().max() < 1e-6
+    expected = (gradient(relu_net, moved, c) - gradient(relu_net, images, c)).abs()
+    assert torch.allclose(decoy_range_saliency(method, images, c, offsets=offsets), expected, atol=1e-6)
+    linear = baselines.make("gradient", nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 3)).eval())
+    assert decoy_range_saliency(linear, images, c, offsets=offsets).abs().max() < 1e-6  # one gradient everywhere
     with pytest.raises(ValueError, match="offsets must be"):
-        decoy_range_saliency(relu_net, images, c, offsets=torch.zeros(3, 3, 8, 8))
+        decoy_range_saliency(method, images, c, offsets=torch.zeros(3, 3, 8, 8))
 
 
 def test_adaptive_attack_raises_the_objective_of_the_decoy_map(relu_net, images):
     offsets = 0.1 * torch.randn(3, 3, 3, 8, 8, generator=torch.Generator().manual_seed(3))
     eps = 8 / 255
-    result = saliency_attack(relu_net, images, kind="topk", eps=eps, steps=10, decoy_offsets=offsets, progress=False)
+    method = baselines.make("gradient", relu_net)
+    result = saliency_attack(method, images, kind="topk", eps=eps, steps=10, decoy_offsets=offsets, progress=False)
     assert (result.adversarial - images).abs().max() <= eps + 1e-6
     assert (result.objective > result.start).all()
     # the objective it reports is the top-k objective of the decoy map (the range), not of the base map
     c = result.label
-    p0 = pixel_saliency(decoy_range_saliency(relu_net, images, c, offsets=offsets))
+    p0 = pixel_saliency(decoy_range_saliency(method, images, c, offsets=offsets))
     top = p0.flatten(1).topk(round(5000 / 224 ** 2 * 64), 1).indices
-    adv = pixel_saliency(decoy_range_saliency(relu_net, result.adversarial, c, offsets=offsets)).flatten(1)
+    adv = pixel_saliency(decoy_range_saliency(method, result.adversarial, c, offsets=offsets)).flatten(1)
     assert torch.allclose(-adv.gather(1, top).sum(1), result.objective, atol=1e-5)
 
 

@@ -15,7 +15,9 @@ cluster, and a killed run resumes with the batches not yet done.
 * :func:`randomisation` — the cascading-randomisation sanity check of the base and the decoy-enhanced map.
 
 ``decoy`` arguments are :class:`~salbook.methods.decoys.DecoyEnhanced` keyword arguments (``layer``,
-``eps``, ``patch``, ``stride``, ``steps``, ...); ``options`` those of the base method. Every map is
+``eps``, ``patch``, ``stride``, ``steps``, ...); ``options`` those of the base method. Methods come from
+the registry (:mod:`salbook.methods.registry`): ``base`` is a registered name (``gradient``,
+``smoothgrad``, ``integrated_gradients``), its decoy-enhanced map ``decoy_<base>``. Every map is
 post-processed (:func:`~salbook.methods.decoys.postprocess`) before it is compared or scored, and
 every map explains the class given in ``targets`` (the chapters pass the predicted class).
 ``weights`` is the model card's ``weights_sha256``: it enters the job's cache key, so a retrained
@@ -34,7 +36,7 @@ import torch
 
 from .. import data, zoo
 from ..nets import fast_copy
-from ..methods import baselines
+from ..methods import registry
 from ..methods.decoys import DecoyEnhanced, constant_decoys, decoy_mean, decoy_range, postprocess
 from ..yardsticks import sanity
 from ..yardsticks.fidelity import READINGS, saliency_fidelity
@@ -59,7 +61,8 @@ def _setup(model: str, profile: str, weights: str, indices: list[int], targets: 
 
 
 def _enhanced(net, base: str, options: dict | None, decoy: dict, seed: int, **extra) -> DecoyEnhanced:
-    return DecoyEnhanced(net, base=base, base_options=options, seed=seed, progress=False, **{**decoy, **extra})
+    """The registry's decoy-enhanced ``base`` (``decoy_gradient``, ...) with the base method's ``options``."""
+    return registry.make(f"decoy_{base}", net, base_options=options, seed=seed, **{**decoy, **extra})
 
 
 def _aggregate(method: DecoyEnhanced, decoys: torch.Tensor, targets: torch.Tensor, *aggregates) -> list[torch.Tensor]:
@@ -107,9 +110,7 @@ def fidelity_maps(model: str, profile: str, weights: str, indices: list[int], ta
     for label, (base, options) in bases.items():
         start = time.perf_counter()
         method = _enhanced(net, base, options, decoy, seed)
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            plain = baselines.make(base, net, **(options or {})).attribute(x, target=t.to(device))
+        plain = registry.make(base, net, **(options or {})).attribute(x, target=t.to(device))
         z_range, z_mean = _aggregate(method, optimised.decoys, t, decoy_range, decoy_mean)
         (z_constant,) = _aggregate(method, constant.decoys, t, decoy_range)
         maps[label] = {"base": postprocess(plain), "range": postprocess(z_range), "mean": postprocess(z_mean),
@@ -130,8 +131,8 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
     the post-processed base map and decoy-range map, per image (NaN where the attack found nothing).
 
     ``attack``: :func:`~salbook.yardsticks.saliency_attacks.saliency_attack` options (``eps``,
-    ``step_size``, ``steps``); the attacked map uses the base method's number of noise samples
-    (SmoothGrad) or steps (IG) from ``options`` (:func:`attack_saliency_options`). ``c2``: C₂ of
+    ``step_size``, ``steps``); the attacked map is the scored one: the attack differentiates the base
+    method built with ``options`` (IG's nodes, SmoothGrad's samples, noise and seed). ``c2``: C₂ of
     Proposition 1; the decoys of x and of x̂ are then kept in the box |x̃ − x| ≤ C₂·δ with
     δ = |E(x̂) − E(x)| (post-processed base maps, the same for every colour channel); ``None``: no box.
 
@@ -145,17 +146,14 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
     ``base``, ``decoy`` (SS per image) and ``moved``. All decoys are solved in one batch.
     """
     net, x, _ = _setup(model, profile, weights, indices)
-    saliency_options = attack_saliency_options(base, options)
+    explainer = registry.make(base, net, **(options or {}))
     start = time.perf_counter()
-    found = saliency_attack(net, x, kind, saliency=base, saliency_options=saliency_options, progress=False, **attack)
+    found = saliency_attack(explainer, x, kind, progress=False, **attack)
     seconds = {"attack": time.perf_counter() - start}
     label = found.label
-    explainer = baselines.make(base, net, **(options or {}))
 
     def plain(inputs):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return postprocess(explainer.attribute(inputs, target=label.to(x.device)))
+        return postprocess(explainer.attribute(inputs, target=label.to(x.device)))
 
     perturbed = {"attack": found.adversarial.to(x.device)}
     if control:
@@ -165,8 +163,7 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
         free = _enhanced(net, base, options, decoy, seed).make_decoys(x)  # the defence at x, no box
         pick = torch.randperm(free.decoys.shape[1], generator=torch.Generator().manual_seed(seed))[:adaptive]
         offsets = free.decoys[:, pick] - x.cpu()[:, None]
-        adapted = saliency_attack(net, x, kind, saliency=base, saliency_options=saliency_options, progress=False,
-                                  decoy_offsets=offsets, **attack)
+        adapted = saliency_attack(explainer, x, kind, progress=False, decoy_offsets=offsets, **attack)
         perturbed["adaptive"] = adapted.adversarial.to(x.device)
         seconds["adaptive attack"] = time.perf_counter() - start
     e_x = plain(x)
@@ -195,17 +192,6 @@ def attack_sensitivity(model: str, profile: str, weights: str, indices: list[int
             "seconds": seconds}
 
 
-def attack_saliency_options(base: str, options: dict | None) -> dict:
-    """The attacked map's options matching the scored base method's: SmoothGrad's ``samples`` and
-    ``noise``, IG's number of steps (the attack's IG takes midpoints, Captum's Gauss–Legendre nodes)."""
-    options = options or {}
-    if base == "smoothgrad":
-        return {k: options[k] for k in ("samples", "noise") if k in options}
-    if base == "integrated_gradients":
-        return {"steps": options["n_steps"]} if "n_steps" in options else {}
-    return {}
-
-
 def max_sensitivity(model: str, profile: str, weights: str, indices: list[int], targets: list[int], bases: dict,
                     decoy: dict, nr_samples: int, radius: float, seed: int = 0) -> dict:
     """Quantus' MaxSensitivity (Yeh et al. 2019): max over ``nr_samples`` uniform perturbations in
@@ -222,15 +208,13 @@ def max_sensitivity(model: str, profile: str, weights: str, indices: list[int], 
     cache: dict = {}
     out = {}
     for label, (base, options) in bases.items():
-        methods = {"base": baselines.make(base, net, **(options or {})),
+        methods = {"base": registry.make(base, net, **(options or {})),
                    "decoy": _enhanced(net, base, options, decoy, seed, cache=cache)}
         out[label] = {"seconds": {}}
         for name, method in methods.items():
             def explain(model, inputs, targets, method=method, **kwargs):
                 inputs = torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device).clamp(0, 1)
-                with torch.random.fork_rng():
-                    torch.manual_seed(seed)
-                    maps = method.attribute(inputs, target=torch.as_tensor(np.asarray(targets)).to(device))
+                maps = method.attribute(inputs, target=torch.as_tensor(np.asarray(targets)).to(device))
                 return postprocess(maps)[:, None].numpy()
 
             np.random.seed(seed)  # Quantus draws its noise from NumPy's global generator
@@ -256,9 +240,7 @@ def randomisation(model: str, profile: str, weights: str, indices: list[int], ta
     cache: dict = {}
 
     def base_maps(m, inputs, targets):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return postprocess(baselines.make(base, m, **(options or {})).attribute(inputs, target=targets))
+        return postprocess(registry.make(base, m, **(options or {})).attribute(inputs, target=targets))
 
     def decoy_maps(m, inputs, targets):
         return postprocess(_enhanced(m, base, options, decoy, seed, cache=cache).attribute(inputs, target=targets))

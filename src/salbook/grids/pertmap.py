@@ -14,20 +14,11 @@ import time
 import torch
 
 from .. import config, data, zoo
-from ..methods import baselines
-from ..methods.pertmap import LPPertMap, StochasticPertMap
+from ..methods import registry
 
-PERTMAP = {"stochastic_pertmap": StochasticPertMap, "lp_pertmap": LPPertMap}
 # Captum's occlusion evaluates 64 windows of every image in one pass: one image per call keeps a CPU's
-# passes small enough to stay in cache (the maps are the same)
+# passes small enough to stay in cache (a speed setting only: the maps are the same)
 ONE_IMAGE_PER_CALL_ON_CPU = ("occlusion",)
-
-
-def explainer(method: str, model: torch.nn.Module, options: dict | None = None):
-    """A PertMap variant (``"stochastic_pertmap"``, ``"lp_pertmap"``) or a :mod:`~salbook.methods.baselines` method."""
-    if method in PERTMAP:
-        return PERTMAP[method](model, progress=False, **(options or {}))
-    return baselines.make(method, model, **(options or {}))
 
 
 def network(model: str, profile: str, weights: str) -> torch.nn.Module:
@@ -48,19 +39,19 @@ def test_predictions(model: str, profile: str, weights: str) -> dict:
 
 def method_maps(model: str, profile: str, weights: str, method: str, options: dict | None, indices: list[int],
                 targets: list[int]) -> dict:
-    """Raw maps of ``method`` for the CIFAR-10 test images ``indices`` and classes ``targets``, the
-    seconds they took, and for LP PertMap its boxes (``upper``, ``lower``), slacks and per-image
-    solver facts (``info``: feasibility, slack, largest constraint residual, binding constraints)."""
+    """Raw maps of ``method`` (a :mod:`~salbook.methods.registry` name) for the CIFAR-10 test images
+    ``indices`` and classes ``targets``, the seconds they took, and for LP PertMap its boxes (``upper``,
+    ``lower``), slacks and per-image solver facts (``info``: feasibility, slack, largest constraint
+    residual, binding constraints)."""
     if len(indices) != len(targets):
         raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
     net = network(model, profile, weights)
     device = config.default_device()
     x = data.to_input(data.cifar10("test").x[list(indices)], device)
-    e = explainer(method, net, options)
-    target = torch.as_tensor(targets, device=device)
+    e = registry.make(method, net, **(options or {}))
     per_call = 1 if method in ONE_IMAGE_PER_CALL_ON_CPU and device.type == "cpu" else len(x)
     start = time.perf_counter()
-    maps = torch.cat([e.attribute(xs, target=ts).detach().cpu() for xs, ts in zip(x.split(per_call), target.split(per_call))])
+    maps = registry.explain(e, x, torch.as_tensor(targets), batch_size=per_call).detach().cpu()
     result = {"maps": maps.contiguous(), "seconds": time.perf_counter() - start}
     for name in ("upper", "lower", "slack", "info"):
         if getattr(e, name, None) is not None:
@@ -81,8 +72,9 @@ def stochastic_study(model: str, profile: str, weights: str, indices: list[int],
     device = config.default_device()
     x = data.to_input(data.cifar10("test").x[list(indices)], device)
     n = len(x)
-    pm = StochasticPertMap(net, iterations=iterations, samples=samples, lam=[lam for lam in lams for _ in range(n)],
-                           C=C, seed=seed, tol=tol, window=window, progress=True)
+    pm = registry.make("stochastic_pertmap", net, iterations=iterations, samples=samples,
+                       lam=[lam for lam in lams for _ in range(n)], C=C, seed=seed, tol=tol, window=window,
+                       progress=True)
     start = time.perf_counter()
     w = -pm.attribute(x.repeat(len(lams), 1, 1, 1), target=torch.as_tensor(targets, device=device).repeat(len(lams)))
     return {"w": w.contiguous(), "mean_w": pm.mean_w, "mean_w_at": pm.mean_w_at, "stopped_at": pm.stopped_at,

@@ -27,19 +27,19 @@ from tqdm.auto import tqdm
 
 from .. import config, data, nets, zoo
 from ..jobs import Job, cached
-from ..methods import baselines
-from ..yardsticks import properties, roar
+from ..methods import gradients, registry
+from ..yardsticks import roar
 
-RANDOM = "random"
 SMOOTHGRAD_FAMILY = ("smoothgrad", "smoothgrad_sq", "vargrad")  # statistics of one set of noisy gradients
 
 
 def attribution_maps(dataset: str, model: str, profile: str, method: str, split: str, options: dict | None = None,
                      train_size: int | None = None, test_size: int | None = None, weights: str | None = None,
                      batch_size: int = 64) -> dict:
-    """Signed maps of ``method`` (a :mod:`~salbook.methods.baselines` name) for the predicted class,
-    and the seconds they took (for the SmoothGrad family: the seconds of the shared noisy gradients).
-    ``weights``: the SHA-256 of the model's weights (its card's), so that a retrained model gets new jobs."""
+    """Maps of ``method`` (a :mod:`~salbook.methods.registry` name; ``"random"`` is Hooker et al.'s random
+    ranking) for the predicted class, and the seconds they took (for the SmoothGrad family: the seconds
+    of the shared noisy gradients). ``weights``: the SHA-256 of the model's weights (its card's), so that
+    a retrained model gets new jobs."""
     if method in SMOOTHGRAD_FAMILY:
         opts = {"samples": 15, "noise": 0.15, **(options or {})}
         moments = cached(Job(noisy_gradient_moments, dict(dataset=dataset, model=model, profile=profile, split=split,
@@ -51,11 +51,10 @@ def attribution_maps(dataset: str, model: str, profile: str, method: str, split:
     net = _explained(model, profile, weights)
     t0 = time.perf_counter()
     chosen = images(dataset, model, profile, split, train_size, test_size)
-    explainer = baselines.make(method, net, **(options or {}))
-    maps = []
-    for x, target in _batches(net, chosen, batch_size, f"{method} maps ({split})"):
-        maps.append(explainer.attribute(x, target=target).float())
-    return {"maps": torch.cat(maps), "seconds": time.perf_counter() - t0}
+    inputs = data.to_input(chosen.x, next(net.parameters()).device)
+    maps = registry.explain(registry.make(method, net, **(options or {})), inputs, batch_size=batch_size,
+                            progress=f"{method} maps ({split})")
+    return {"maps": maps.float(), "seconds": time.perf_counter() - t0}
 
 
 def noisy_gradient_moments(dataset: str, model: str, profile: str, split: str, samples: int = 15, noise: float = 0.15,
@@ -63,16 +62,17 @@ def noisy_gradient_moments(dataset: str, model: str, profile: str, split: str, s
                            seed: int = 0, rows: int = 64) -> dict:
     """Mean and mean square over ``samples`` noisy gradients per image (σ = ``noise``), for the predicted
     class: SmoothGrad is the mean, SmoothGrad-squared the mean square, VarGrad their difference
-    ``mean_sq − mean²`` (Captum's ``NoiseTunnel`` statistics). Forwards of about ``rows`` noisy copies."""
+    ``mean_sq − mean²`` (Captum's ``NoiseTunnel`` statistics). The noisy gradients are
+    :func:`salbook.methods.gradients.noisy_gradients` with ``seed``: the registry's three methods with
+    the same ``samples``, ``noise`` and ``seed`` give these maps. Forwards of about ``rows`` noisy copies."""
     net = _explained(model, profile, weights)
     t0 = time.perf_counter()
     chosen = images(dataset, model, profile, split, train_size, test_size)
-    gen = torch.Generator().manual_seed(seed)
     mean, mean_sq = [], []
     for x, target in _batches(net, chosen, max(1, rows // samples), f"noisy gradients ({split})"):
-        g = properties.noisy_gradients(net, x, target, samples, noise, generator=gen)
-        mean.append(g.mean(1))
-        mean_sq.append(g.square().mean(1))
+        g = gradients.noisy_gradients(net, x, target, samples, noise, seed, rows=rows)
+        mean.append(g.mean(1).cpu())
+        mean_sq.append(g.square().mean(1).cpu())
     return {"mean": torch.cat(mean), "mean_sq": torch.cat(mean_sq), "seconds": time.perf_counter() - t0}
 
 
@@ -95,10 +95,13 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
     """One ROAR (``keep=False``) or KAR (``keep=True``) retraining: its test accuracy, which test images
     it classified correctly (for bootstraps over images), its training seconds and device.
 
-    ``method="random"`` ranks at random: ``random_mask="fixed"`` draws one mask per image (seeded by
-    ``seed`` and the split), ``"resampled"`` a new one for every training batch of every epoch (the
-    released code's behaviour). ``fraction=0`` with ``keep=False`` is the unmodified data. ``weights``:
-    the explained model's SHA-256, as for :func:`attribution_maps`.
+    Every method, the random control (``method="random"``) included, ranks each image once
+    (:func:`ranking`): one modified data set per method and t, retrained with several seeds.
+    ``random_mask="resampled"`` instead draws the training images' maps afresh for every batch of every
+    epoch, from the method built with a new ``seed`` option per batch: for the random control that is
+    a new random mask each time, the behaviour of Hooker et al.'s released code (it acts like dropout
+    augmentation); the test images keep their one ranking. ``fraction=0`` with ``keep=False`` is the
+    unmodified data. ``weights``: the explained model's SHA-256, as for :func:`attribution_maps`.
     """
     if random_mask not in ("fixed", "resampled"):
         raise ValueError(f"unknown random_mask {random_mask!r}: choose 'fixed' or 'resampled'")
@@ -109,18 +112,15 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
     splits = {s: images(dataset, model, profile, s, train_size, test_size) for s in ("train", "test")}
     x = {s: data.to_input(d.x, device) for s, d in splits.items()}
     fill = x["train"].mean((0, 2, 3))
+    ranked = dict(dataset=dataset, model=model, profile=profile, method=method, options=options, transform=transform,
+                  per=per, train_size=train_size, test_size=test_size, weights=weights)
     transform_batch = None
     for s in ("train", "test"):
-        if method == RANDOM and s == "train" and random_mask == "resampled":
-            transform_batch = _resampled(fraction, keep, fill, per, seed)
+        if s == "train" and random_mask == "resampled":
+            explained = _explained(model, profile, weights)
+            transform_batch = _resampled(method, explained, options, fraction, keep, fill, transform, per, seed)
             continue
-        if method == RANDOM:
-            top = roar.random_mask(_score_shape(x[s], per), fraction, seed=2 * seed + (s == "test"))
-        else:
-            top = roar.mask_from_ranks(cached(Job(ranking, dict(
-                dataset=dataset, model=model, profile=profile, method=method, split=s, options=options,
-                transform=transform, per=per, train_size=train_size, test_size=test_size, weights=weights)))["ranks"],
-                fraction)
+        top = roar.mask_from_ranks(cached(Job(ranking, dict(ranked, split=s)))["ranks"], fraction)
         x[s] = roar.replace(x[s], top.to(device), keep, fill)
     y = {s: torch.from_numpy(d.y).to(device) for s, d in splits.items()}
     torch.manual_seed(seed)
@@ -168,14 +168,13 @@ def _batches(net: torch.nn.Module, images: data.Split, batch_size: int, desc: st
         yield x, target  # outside no_grad: the caller takes gradients
 
 
-def _score_shape(x: torch.Tensor, per: str) -> tuple:
-    return (x.shape[0], 1 if per == "pixel" else x.shape[1], *x.shape[2:])
-
-
-def _resampled(fraction: float, keep: bool, fill: torch.Tensor, per: str, seed: int):
-    """A ``fit`` transform that draws a fresh random mask for every batch of every epoch."""
-    def transform(inputs, indices, epoch):
+def _resampled(method: str, explained: torch.nn.Module, options: dict | None, fraction: float, keep: bool,
+               fill: torch.Tensor, transform: str, per: str, seed: int):
+    """A ``fit`` transform that ranks every batch of every epoch by a fresh map of ``method``, built with a
+    ``seed`` option of its own per batch."""
+    def transform_batch(inputs, indices, epoch):
         step_seed = (seed * 1_000_003 + epoch * 100_003 + int(indices[0])) % 2**31
-        return roar.replace(inputs, roar.random_mask(_score_shape(inputs, per), fraction, step_seed).to(inputs.device),
-                            keep, fill)
-    return transform
+        maps = registry.make(method, explained, **{**(options or {}), "seed": step_seed}).attribute(inputs)
+        top = roar.top_mask(roar.ranking_scores(maps, transform, per), fraction)
+        return roar.replace(inputs, top.to(inputs.device), keep, fill)
+    return transform_batch

@@ -1,13 +1,15 @@
-"""Standard attribution baselines, through Captum, all with one verb: ``attribute(inputs, target)``.
+"""Standard attribution baselines, all with one verb: ``attribute(inputs, target)``. The gradient,
+Integrated Gradients and the SmoothGrad family are :mod:`salbook.methods.gradients` (their methods also
+give the differentiable map, ``saliency``, that saliency attacks need); the others wrap Captum or zennit.
 
 Every method returns the **signed, raw** map shaped like the inputs; taking absolute values, squaring,
 reducing over colour channels and normalising are evaluation choices made by the yardstick or the
 figure that uses the map (``postprocess``), never silently here. Conventions, stated once:
 
 * inputs are images in [0, 1] (normalisation lives in the model), so SmoothGrad's noise σ = 0.15 is
-  the usual 15 % of the input range, given to Captum's ``NoiseTunnel`` as an absolute ``stdevs``;
+  the usual 15 % of the input range;
 * Integrated Gradients and DeepLIFT use the black image as baseline; IG integrates with Captum's
-  Gauss–Legendre rule over 50 steps;
+  default rule, Gauss–Legendre, over 50 steps;
 * Occlusion slides a window over all channels and replaces it with ``baseline`` (0 by default).
 
 ``make(name, model, **options)`` builds a method by name; :data:`NAMES` lists them.
@@ -21,10 +23,11 @@ from captum import attr as captum
 from captum.attr._utils import lrp_rules
 
 from ..checks import check_inputs, targets_or_prediction
+from . import gradients
 
 
 class AttributionMethod:
-    """Shared checking for the Captum wrappers: validated inputs and targets, maps on the CPU. (Not named
+    """Shared checking for every method here: validated inputs and targets, maps on the CPU. (Not named
     "Baseline": in attribution that word means the reference input of IG, DeepLIFT and occlusion.)"""
 
     def __init__(self, model: torch.nn.Module):
@@ -42,11 +45,30 @@ class AttributionMethod:
         raise NotImplementedError
 
 
-class Gradient(AttributionMethod):
-    """∂f_target/∂x (Simonyan et al. 2013), signed (Captum's ``Saliency`` with ``abs=False``)."""
+class DifferentiableMethod(AttributionMethod):
+    """A method whose map is a differentiable function of the input (:mod:`~salbook.methods.gradients`):
+    ``saliency(x, target, create_graph=False)`` is that map on the model's device, the one
+    ``attribute`` returns and the one a saliency attack differentiates; ``with_model(m)`` is the
+    same method, same options, on another model (the attack's smooth copy of the network)."""
+
+    def saliency(self, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def with_model(self, model: torch.nn.Module) -> DifferentiableMethod:
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     def _attribute(self, inputs, targets):
-        return captum.Saliency(self.model).attribute(inputs, target=targets, abs=False)
+        return self.saliency(inputs, targets)
+
+
+class Gradient(DifferentiableMethod):
+    """∂f_target/∂x (Simonyan et al. 2013), signed (:func:`~salbook.methods.gradients.gradient`; equal to
+    Captum's ``Saliency`` with ``abs=False``)."""
+
+    def saliency(self, x, target, create_graph=False):
+        return gradients.gradient(self.model, x, target, create_graph)
 
 
 class InputXGradient(AttributionMethod):
@@ -70,48 +92,44 @@ class DeconvNet(AttributionMethod):
         return captum.Deconvolution(self.model).attribute(inputs, target=targets)
 
 
-class IntegratedGradients(AttributionMethod):
-    """Integrated Gradients (Sundararajan et al. 2017) from the black image, 50 steps."""
+class IntegratedGradients(DifferentiableMethod):
+    """Integrated Gradients (Sundararajan et al. 2017) from the black image, ``n_steps`` Gauss–Legendre
+    nodes (:func:`~salbook.methods.gradients.integrated_gradients`; Captum's default rule), in forward
+    passes of about ``internal_batch_size`` rows."""
 
     def __init__(self, model, n_steps: int = 50, internal_batch_size: int = 256):
         super().__init__(model)
         self.n_steps, self.internal_batch_size = n_steps, internal_batch_size
 
-    def _attribute(self, inputs, targets):
-        return captum.IntegratedGradients(self.model).attribute(
-            inputs, baselines=torch.zeros_like(inputs), target=targets, n_steps=self.n_steps,
-            internal_batch_size=self.internal_batch_size)
+    def saliency(self, x, target, create_graph=False):
+        return gradients.integrated_gradients(self.model, x, target, self.n_steps, create_graph=create_graph,
+                                              rows=self.internal_batch_size)
 
 
-class SmoothGrad(AttributionMethod):
-    """SmoothGrad (Smilkov et al. 2017) and its variants through Captum's ``NoiseTunnel``.
+SMOOTHGRAD_KINDS = {"smoothgrad": "mean", "smoothgrad_sq": "square", "vargrad": "var"}  # kind → reduce
+
+
+class SmoothGrad(DifferentiableMethod):
+    """SmoothGrad (Smilkov et al. 2017) and its variants (:func:`~salbook.methods.gradients.smoothgrad`).
 
     ``kind``: ``"smoothgrad"`` (mean of noisy gradients), ``"smoothgrad_sq"`` (mean of their squares:
     ROAR's SG-SQ) or ``"vargrad"`` (their variance). σ = ``noise`` × input range (1 for [0, 1] images).
 
     The noise is seeded: every call draws it from ``seed`` (the caller's random state is left as it was),
-    so a batch's maps do not depend on what ran before in the process.
+    so a batch's maps do not depend on what ran before in the process, nor on the other images of the
+    batch (they share the noise draws). Forward passes of about ``rows`` noisy copies.
     """
 
     def __init__(self, model, kind: str = "smoothgrad", samples: int = 15, noise: float = 0.15, rows: int = 256,
                  seed: int = 0):
-        if kind not in ("smoothgrad", "smoothgrad_sq", "vargrad"):
+        if kind not in SMOOTHGRAD_KINDS:
             raise ValueError(f"unknown SmoothGrad kind {kind!r}: choose smoothgrad, smoothgrad_sq or vargrad")
         super().__init__(model)
         self.kind, self.samples, self.noise, self.rows, self.seed = kind, samples, noise, rows, seed
 
-    def _attribute(self, inputs, targets):
-        # About ``rows`` noisy copies per forward pass: a batch of (images × samples) rows in the
-        # thousands runs several times slower on a CPU than the same work in chunks of a few hundred.
-        tunnel, chunk = captum.NoiseTunnel(captum.Saliency(self.model)), max(1, self.rows // self.samples)
-        devices = [inputs.device] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # Captum draws the noise from the global generator
-            torch.manual_seed(self.seed)
-            return torch.cat([
-                tunnel.attribute(inputs[i:i + chunk], nt_type=self.kind, nt_samples=self.samples,
-                                 nt_samples_batch_size=self.samples, stdevs=self.noise, target=targets[i:i + chunk],
-                                 abs=False)
-                for i in range(0, len(inputs), chunk)])
+    def saliency(self, x, target, create_graph=False):
+        return gradients.smoothgrad(self.model, x, target, self.samples, self.noise, self.seed, create_graph,
+                                    reduce=SMOOTHGRAD_KINDS[self.kind], rows=self.rows)
 
 
 class DeepLift(AttributionMethod):
@@ -141,7 +159,12 @@ class LRP(AttributionMethod):
         super().__init__(model)
 
     def _attribute(self, inputs, targets):
-        return captum.LRP(self.model).attribute(inputs, target=targets)
+        try:
+            return captum.LRP(self.model).attribute(inputs, target=targets)
+        except (TypeError, AttributeError) as error:  # Captum: a module without a rule (a residual Identity)
+            raise ValueError("LRP cannot propagate relevance through this network: Captum's rules need a "
+                             "sequential network of layers it has rules for, without residual additions "
+                             f"(Captum: {str(error)[:90]}); use another method") from error
 
 
 class ExcitationBackprop(AttributionMethod):

@@ -473,7 +473,9 @@ class DecoyEnhanced:
             box and the decoy settings, so that the same problems are solved once; ``None``: no cache.
         steps, lr, lam, growth, chunk: the solver's (:func:`generate_decoys`); ``chunk`` also
             bounds the base method's batch.
-        seed: seeds the base method's randomness (SmoothGrad's noise); the global RNG is left as it was.
+        seed: the seed of the base method's noise where it draws any (SmoothGrad, SG-SQ, VarGrad: their
+            ``seed`` option, which seeds every call; the other bases draw nothing and ignore it); ``None``:
+            ``base_options``' seed, else the base's default. Give it once, here or in ``base_options``.
         progress: tqdm bars.
 
     ``attribute(inputs, target=None)`` returns the unsigned score ``(N, C, H, W)`` (target defaults
@@ -491,7 +493,7 @@ class DecoyEnhanced:
     def __init__(self, model: nn.Module, base: str = "gradient", layer: int | str | None = None, eps: float = 0.3,
                  patch: int = 3, stride: int | None = None, aggregation: str = "range", decoys: str = "optimised",
                  base_options: dict | None = None, box=None, steps: int = 100, lr: float = 0.02, lam: float = 1.0,
-                 growth: float = 1.2, chunk: int = 512, seed: int = 0, progress: bool = True,
+                 growth: float = 1.2, chunk: int = 512, seed: int | None = None, progress: bool = True,
                  cache: dict | None = None):
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"unknown aggregation {aggregation!r}: choose range or mean")
@@ -500,9 +502,9 @@ class DecoyEnhanced:
         _check_solver(eps, steps, lr, lam, growth, chunk)
         truncate(model, layer)  # fail now on an unknown layer or a model in training mode
         self.model, self.layer, self.eps, self.patch, self.stride = model, layer, eps, patch, stride
-        self.aggregation, self.kind, self.box, self.seed, self.progress = aggregation, decoys, box, seed, progress
+        self.aggregation, self.kind, self.box, self.progress = aggregation, decoys, box, progress
         self.solver = dict(steps=steps, lr=lr, lam=lam, growth=growth, chunk=chunk)
-        self.base = baselines.make(base, model, **(base_options or {}))
+        self.base = baselines.make(base, model, **_seeded(base, base_options or {}, seed))
         self.cache = cache
         self.decoy_set: DecoySet | None = None
 
@@ -540,14 +542,22 @@ class DecoyEnhanced:
                                progress=self.progress, **self.solver)
 
     def decoy_maps(self, decoys: torch.Tensor, target: int) -> torch.Tensor:
-        """E(x̃ᵏ) for the decoys ``(D, C, H, W)`` of one image, in batches of ``chunk``; seeded per
-        image, so an image's map does not depend on the other images of the call."""
-        device = _device(self.model)
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(self.seed)
-            return torch.cat([self.base.attribute(b, target=target) for b in decoys.split(self.solver["chunk"])])
+        """E(x̃ᵏ) for the decoys ``(D, C, H, W)`` of one image, in batches of ``chunk``. A seeded base
+        (SmoothGrad) draws the same noise at every call, so within a batch all decoys share it, and an
+        image's map does not depend on the other images of the call."""
+        return torch.cat([self.base.attribute(b, target=target) for b in decoys.split(self.solver["chunk"])])
 
     def _targets(self, inputs, target) -> torch.Tensor:
         with torch.no_grad():
             logits = self.model(inputs.to(_device(self.model)))
         return logits.argmax(1).cpu() if target is None else as_targets(target, len(inputs), logits.shape[1])
+
+
+def _seeded(base: str, options: dict, seed: int | None) -> dict:
+    """The base method's ``options`` with ``seed`` as its noise seed (only SmoothGrad's family draws noise)."""
+    if seed is None or base not in baselines.SMOOTHGRAD_KINDS:
+        return options
+    if options.get("seed", seed) != seed:
+        raise ValueError(f"two seeds for the base's noise: seed={seed} and base_options seed={options['seed']}; "
+                         "give one")
+    return {**options, "seed": seed}

@@ -7,12 +7,14 @@ class). What else a yardstick needs to know is declared once, in the entry's :cl
 
 * ``signed``: both signs carry meaning (a gradient), or the map is one-signed (SG-SQ, a box width);
 * ``resolution``: ``"channel"`` (one value per input entry) or ``"pixel"`` (one value per pixel,
-  repeated over the channels: Grad-CAM, the random map).
+  repeated over the channels: Grad-CAM).
 
-``make("gradient", model)`` builds a method; :func:`names` lists them (per paper with ``part``), and
-:func:`register` adds one: a new method is then graded by every yardstick that takes the registry's
-methods, with no other change. The entries name their paper's part of the book (``mpe``, ``decoys``,
-``pertmap``, ``roar``, ``robust``; ``common`` for the shared random control).
+``make("gradient", model)`` builds a method; :func:`explain` runs a built method over many images in
+batches; :func:`names` lists them (per paper with ``part``), and :func:`register` adds one: a new
+method is then graded by every yardstick that takes the registry's methods, with no other change.
+Grids, yardsticks and notebooks build methods only here (``tests/test_registry_use.py`` checks it).
+The entries name their paper's part of the book (``mpe``, ``decoys``, ``pertmap``, ``roar``,
+``robust``; ``common`` for the shared random control).
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+from tqdm.auto import tqdm
 
-from ..checks import check_inputs, targets_or_prediction
+from ..checks import as_targets, check_inputs, targets_or_prediction
 from . import baselines
 from .decoys import DecoyEnhanced
 from .frank_wolfe import FrankWolfe
@@ -82,6 +85,24 @@ def entry(name: str) -> Entry:
 def make(name: str, model: torch.nn.Module, **options):
     """Build the method ``name`` for ``model`` (options as its factory documents)."""
     return entry(name).factory(model, **options)
+
+
+def explain(method, inputs: torch.Tensor, targets=None, batch_size: int = 64, progress: str | None = None
+            ) -> torch.Tensor:
+    """Maps of a built ``method`` (from :func:`make`) for ``inputs`` ``(N, C, H, W)``, ``batch_size``
+    images per ``attribute`` call, concatenated: the same maps as one call on all inputs (a seeded
+    method's generator runs on from batch to batch). ``targets``: a class, one per image, or None for
+    each image's predicted class (the registry's default). ``progress``: a progress bar's title, or None
+    for none."""
+    check_inputs(inputs)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive number of images; got {batch_size}")
+    targets = None if targets is None else as_targets(targets, len(inputs)).to(inputs.device)
+    starts = range(0, len(inputs), batch_size)
+    return torch.cat([method.attribute(inputs[k:k + batch_size],
+                                       target=None if targets is None else targets[k:k + batch_size])
+                      for k in tqdm(starts, desc=progress, disable=progress is None or len(starts) < 2,
+                                    mininterval=5)])
 
 
 def names(part: str | None = None) -> tuple[str, ...]:
@@ -156,23 +177,27 @@ def _counterfactual(model, eps: float = 8.0, **options):
     return _Absolute(FrankWolfe(model, norm="l1q", eps=eps, targeted=False, **options))
 
 
-@register("random", label="Random", part="common", output=Output(signed=False, resolution="pixel"),
-          description="uniform noise per pixel: the control every yardstick should rank last")
+@register("random", label="Random", part="common", output=Output(signed=False),
+          description="independent uniform noise per input entry: the control every yardstick should rank last")
 def _random(model, seed: int = 0):
     return RandomMap(seed)
 
 
 class RandomMap:
-    """Uniform noise in [0, 1) per pixel, repeated over the channels. The n-th call draws from a generator
-    seeded with ``seed``, so a run is reproducible; the model is not used."""
+    """Independent uniform noise in [0, 1) per input entry (Hooker et al.'s random ranking). One
+    generator seeded with ``seed`` serves all calls in turn, so a run is reproducible and calls on
+    batches draw what one call on all images would; the model is not used.
+
+    Per entry rather than per pixel: summed over the channels the pixels' scores are still independent
+    and identically distributed, so every ordering of the pixels is equally likely too, and a yardstick
+    that ranks per pixel (ROAR ``per="pixel"``, gray flipping) gets a uniform random ranking as well."""
 
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)
 
     def attribute(self, inputs: torch.Tensor, target=None) -> torch.Tensor:
         check_inputs(inputs)
-        n, c, h, w = inputs.shape
-        return torch.rand((n, 1, h, w), generator=self.generator).expand(n, c, h, w).clone()
+        return torch.rand(inputs.shape, generator=self.generator)
 
 
 class _Absolute:

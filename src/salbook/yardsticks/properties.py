@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from ..checks import as_targets, check_inputs, check_maps
+from ..checks import check_maps
 
 
 def pixel_map(maps: torch.Tensor, absolute: bool = True) -> torch.Tensor:
@@ -111,32 +111,6 @@ def negative_share(maps: torch.Tensor) -> torch.Tensor:
     m = maps.flatten(1).double()
     mass = m.abs().sum(1)
     return torch.where(mass > 0, m.clamp(max=0).abs().sum(1) / mass, torch.full_like(mass, math.nan))
-
-
-def noisy_gradients(model: nn.Module, inputs: torch.Tensor, targets, samples: int, noise: float = 0.15,
-                    generator: torch.Generator | None = None, rows: int = 256) -> torch.Tensor:
-    """SmoothGrad's samples (Smilkov et al. 2017): ``∂f_target/∂x`` at ``samples`` noisy copies
-    ``x + N(0, noise²)`` of every image, shaped ``(N, samples, C, H, W)``.
-
-    Their mean over the samples axis is SmoothGrad, the mean of their squares SmoothGrad-squared and
-    their variance VarGrad: the statistics Captum's ``NoiseTunnel`` computes, here from one draw, so
-    all three (and SmoothGrad with any smaller number of samples, as a prefix mean) come from the same
-    noisy gradients. ``noise`` is σ in input units ([0, 1] images: 15 % of the range); forwards of about
-    ``rows`` noisy copies (thousands at once run several times slower on a CPU).
-    """
-    check_inputs(inputs)
-    if samples < 1 or noise < 0:
-        raise ValueError(f"need samples ≥ 1 and noise ≥ 0, got samples={samples}, noise={noise}")
-    device = next(model.parameters()).device
-    t = as_targets(targets, len(inputs)).to(device)
-    out = []
-    for start in range(0, len(inputs), max(1, rows // samples)):
-        x = inputs[start:start + max(1, rows // samples)].repeat_interleave(samples, 0)
-        x = (x + noise * torch.randn(x.shape, generator=generator)).to(device).requires_grad_(True)
-        target = t[start:start + max(1, rows // samples)].repeat_interleave(samples)
-        grad, = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
-        out.append(grad.detach().cpu().view(-1, samples, *inputs.shape[1:]))
-    return torch.cat(out)
 
 
 RULES = ("gradient", "deconvnet", "guided_backprop")

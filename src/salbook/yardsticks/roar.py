@@ -13,9 +13,10 @@ Choices the papers leave open are arguments here, so the book can show their eff
 * ``transform`` of the raw scores before ranking: ``"square"`` (the released code's default),
   ``"abs"`` or ``"signed"``.
 * the fill: the training set's per-channel mean (Hooker et al.; the thesis replaces "by the mean").
-* the random baseline: :func:`random_mask` draws exactly ⌊t·size⌋ entries uniformly at random,
-  fixed per image, or resampled every epoch through ``fit``'s ``transform`` (the released code
-  resamples, which acts like dropout augmentation).
+* the random baseline: the registry's ``"random"`` method (:mod:`salbook.methods.registry`), a map
+  of independent uniform scores, ranked like any other map: exactly ⌊t·size⌋ entries uniformly at
+  random per image, fixed, or drawn again every epoch (the released code resamples, which acts like
+  dropout augmentation: :func:`salbook.grids.roar.retrain`'s ``random_mask``).
 
 Ties are broken in a seeded random order, so a map with many equal scores is not favoured by the
 order of its entries. A map's ranking (:func:`ranks`) does not depend on t, so a grid computes it
@@ -84,26 +85,6 @@ def top_mask(scores: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tens
     return mask_from_ranks(ranks(scores, seed), fraction)
 
 
-def random_mask(shape: tuple, fraction: float, seed: int) -> torch.Tensor:
-    """Hooker et al.'s random baseline as a mask: exactly ⌊fraction · size⌋ entries of each image, drawn
-    uniformly at random (seeded), shaped ``shape`` = ``(N, C or 1, H, W)``.
-
-    The same distribution as ``top_mask(random_scores(shape, seed), fraction)``, without sorting: each
-    image keeps the entries above its own k-th largest uniform draw (float64 draws: ties have
-    probability ~1e-13; an image where one occurs is drawn again by sorting).
-    """
-    n, size = shape[0], math.prod(shape[1:])
-    k = _count(fraction, size)
-    if k in (0, size):
-        return torch.full(shape, bool(k))
-    u = torch.rand((n, size), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    mask = u >= u.kthvalue(size - k + 1, dim=1, keepdim=True).values
-    bad = mask.sum(1) != k
-    if bad.any():  # equal draws at the threshold: rank those images exactly
-        mask[bad] = torch.zeros_like(mask[bad]).scatter_(1, u[bad].argsort(1, descending=True)[:, :k], True)
-    return mask.view(shape)
-
-
 def replace(inputs: torch.Tensor, top: torch.Tensor, keep: bool = False, fill: torch.Tensor | None = None) -> torch.Tensor:
     """ROAR (``keep=False``: the ``top`` entries get ``fill``) or KAR (``keep=True``: all others do).
 
@@ -137,11 +118,6 @@ def modify(inputs: torch.Tensor, scores: torch.Tensor, fraction: float, keep: bo
     """
     check_maps(scores, tuple(inputs.shape), name="scores")
     return replace(inputs, top_mask(scores, fraction, seed), keep, fill)
-
-
-def random_scores(shape: tuple, seed: int) -> torch.Tensor:
-    """A uniform random ranking (Hooker et al.'s random baseline), seeded."""
-    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def _count(fraction: float, size: int) -> int:

@@ -21,6 +21,12 @@ network is piecewise linear), so ∇D is taken through :func:`softplus_surrogate
 with every ReLU replaced by Softplus(β); D itself is always measured on the real network. Their code
 uses Keras' plain softplus (β = 1); we default to β = 10, closer to the real network.
 
+**The attacked map is the scored map.** The attack takes the method object the evaluation scores (the
+gradient, Integrated Gradients, SmoothGrad, SG-SQ or VarGrad of :mod:`salbook.methods.baselines`, all
+computed by :mod:`salbook.methods.gradients`) and differentiates its own ``saliency`` with the same
+options (IG's nodes, SmoothGrad's samples, noise and seed) on the softplus copy; a method without a
+differentiable map is refused (:func:`check_differentiable`).
+
 **An attacker who knows the defence** (``decoy_offsets``). The decoy-enhanced map is the range of
 the base map over decoys that eq. 2 solves afresh for every input; differentiating through that
 solver is out of reach, so the adaptive attack uses a stated surrogate (:func:`decoy_range_saliency`):
@@ -63,59 +69,29 @@ def softplus_surrogate(model: nn.Module, beta: float = 10.0) -> nn.Module:
     return surrogate
 
 
-# --- differentiable saliency maps (create_graph=True lets the attack differentiate them) -----------
+# --- the attacked map ----------------------------------------------------------------------------
 
-def gradient_saliency(model, x, target, create_graph=False):
-    """∂f_c/∂x (the ``gradient`` baseline)."""
-    x = x if x.requires_grad else x.detach().requires_grad_()
-    return _grad(model, x, x, target, create_graph)
-
-
-def integrated_gradients_saliency(model, x, target, create_graph=False, steps: int = 20):
-    """x ⊙ mean over the path αx (α at the midpoints of ``steps`` intervals) of ∂f_c/∂x: Integrated
-    Gradients from the black image."""
-    x = x if x.requires_grad else x.detach().requires_grad_()
-    alphas = ((torch.arange(steps, device=x.device) + 0.5) / steps).view(-1, 1, 1, 1, 1)
-    path = (alphas * x).flatten(0, 1)
-    grads = _grad(model, path, path, target.repeat(steps), create_graph)
-    return x * grads.view(steps, *x.shape).mean(0)
+def check_differentiable(method) -> None:
+    """A saliency attack differentiates the method's map: it needs ``saliency(x, target, create_graph)``
+    and ``with_model(model)`` (the same method on the smooth copy), as the gradient, Integrated
+    Gradients and the SmoothGrad family of :mod:`salbook.methods.baselines` have."""
+    missing = [name for name in ("saliency", "with_model") if not callable(getattr(method, name, None))]
+    if missing:
+        raise TypeError(f"a saliency attack needs a method with a differentiable map, {type(method).__name__} has "
+                        f"no {' and no '.join(missing)}: attack the gradient, integrated_gradients, smoothgrad, "
+                        "smoothgrad_sq or vargrad (registry.make(name, model, **options)), or give the method "
+                        "saliency(x, target, create_graph=False) and with_model(model)")
 
 
-def smoothgrad_saliency(model, x, target, create_graph=False, samples: int = 15, noise: float = 0.15, seed: int = 0):
-    """Mean of ∂f_c/∂x at x + N(0, noise²), with the same seeded noise at every call (so that the
-    attack differentiates one fixed function)."""
-    x = x if x.requires_grad else x.detach().requires_grad_()
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    points = (x + noise * torch.randn((samples, *x.shape), generator=gen, device=x.device)).flatten(0, 1)
-    grads = _grad(model, points, points, target.repeat(samples), create_graph)
-    return grads.view(samples, *x.shape).mean(0)
-
-
-def _grad(model, points, wrt, target, create_graph):
-    score = model(points).gather(1, target[:, None]).sum()
-    return torch.autograd.grad(score, wrt, create_graph=create_graph)[0]
-
-
-SALIENCY = {
-    "gradient": gradient_saliency,
-    "integrated_gradients": integrated_gradients_saliency,
-    "smoothgrad": smoothgrad_saliency,
-}
-
-
-def decoy_range_saliency(model, x, target, create_graph=False, *, offsets: torch.Tensor, base: str = "gradient",
-                         **options):
-    """The adaptive attack's surrogate of the decoy-enhanced map (eq. 3): max − min over k of the base
-    map ``base`` at clip(x + Δ_k, 0, 1), with the decoy changes ``offsets`` Δ ``(N, m, C, H, W)``
-    held fixed; differentiable in x (through the base map, with ``create_graph``)."""
+def decoy_range_saliency(method, x, target, create_graph=False, *, offsets: torch.Tensor):
+    """The adaptive attack's surrogate of the decoy-enhanced map (eq. 3): max − min over k of the map of
+    ``method`` (its ``saliency``) at clip(x + Δ_k, 0, 1), with the decoy changes ``offsets`` Δ
+    ``(N, m, C, H, W)`` held fixed; differentiable in x (through the base map, with ``create_graph``)."""
     if offsets.dim() != x.dim() + 1 or offsets.shape[0] != x.shape[0] or offsets.shape[2:] != x.shape[1:]:
         raise ValueError(f"offsets must be (N, m, C, H, W) for inputs {tuple(x.shape)}, got {tuple(offsets.shape)}")
     n, m = offsets.shape[:2]
     points = (x[:, None] + offsets.to(x.device)).clamp(0, 1).flatten(0, 1)
-    if not points.requires_grad:
-        points = points.detach().requires_grad_()
-    maps = SALIENCY[base](model, points, target.repeat_interleave(m), create_graph, **options)
-    maps = maps.view(n, m, *x.shape[1:])
+    maps = method.saliency(points, target.repeat_interleave(m), create_graph).view(n, m, *x.shape[1:])
     return maps.amax(1) - maps.amin(1)
 
 
@@ -140,58 +116,62 @@ class SaliencyAttack:
     label: torch.Tensor
 
 
-def saliency_attack(model: nn.Module, inputs: torch.Tensor, kind: str = "topk", target=None, eps: float = 8 / 255,
-                    step_size: float = 1 / 255, steps: int = 100, saliency: str = "gradient",
-                    saliency_options: dict | None = None, k: int | None = None, corner: int | None = None,
+def saliency_attack(method, inputs: torch.Tensor, kind: str = "topk", target=None, eps: float = 8 / 255,
+                    step_size: float = 1 / 255, steps: int = 100, k: int | None = None, corner: int | None = None,
                     beta: float = 10.0, decoy_offsets: torch.Tensor | None = None,
                     progress: bool = True) -> SaliencyAttack:
-    """Ghorbani et al.'s attack ``kind`` (``"topk"``, ``"targeted"`` or ``"mass_center"``) on the map
-    ``saliency`` (a :data:`SALIENCY` name) of class ``target`` (default: the predicted label).
+    """Ghorbani et al.'s attack ``kind`` (``"topk"``, ``"targeted"`` or ``"mass_center"``) on the map of
+    ``method`` for class ``target`` (default: the predicted label).
 
     Args:
-        model: classifier in eval mode, returning logits for inputs in [0, 1].
+        method: the scored method, e.g. ``registry.make("smoothgrad", model, samples=15)``: any object with
+            a ``model`` (the classifier in eval mode, logits for inputs in [0, 1]), a differentiable map
+            ``saliency(x, target, create_graph=False)`` and ``with_model(model)`` (:func:`check_differentiable`).
+            D is judged on its map; ∇D is taken through ``method.with_model(softplus_surrogate(model, beta))``.
         inputs: ``(N, C, H, W)`` images in [0, 1].
         eps: the L∞ budget (pixel units); step_size: α; steps: iterations.
-        saliency_options: keyword arguments of the saliency function (``samples`` and ``noise`` of
-            :func:`smoothgrad_saliency`, ``steps`` of :func:`integrated_gradients_saliency`).
         k: top-k size (default: :data:`TOPK_SHARE` of the pixels).
         corner: side of the targeted square (default: :data:`CORNER_SHARE` of the side, ≥ 1).
         beta: the softplus surrogate's β.
         decoy_offsets: ``(N, m, C, H, W)`` decoy changes x̃ᵏ − x: attack the decoy-enhanced map of
-            ``saliency`` through :func:`decoy_range_saliency` (an attacker who knows the defence);
-            ``None`` (default): attack the base map itself.
+            ``method`` through :func:`decoy_range_saliency` (an attacker who knows the defence);
+            ``None`` (default): attack the method's map itself.
     """
+    check_differentiable(method)
     check_inputs(inputs)
     if kind not in OBJECTIVES:
         raise ValueError(f"unknown attack {kind!r}: choose one of {', '.join(OBJECTIVES)}")
-    if saliency not in SALIENCY:
-        raise ValueError(f"unknown saliency {saliency!r}: choose one of {', '.join(SALIENCY)}")
     if not eps > 0 or not step_size > 0 or steps < 1:
         raise ValueError(f"eps and step_size must be > 0 and steps ≥ 1, got {eps}, {step_size}, {steps}")
-    explain = functools.partial(SALIENCY[saliency], **(saliency_options or {}))
-    if decoy_offsets is not None:
-        explain = functools.partial(decoy_range_saliency, offsets=decoy_offsets, base=saliency,
-                                    **(saliency_options or {}))
+    model = method.model
+    explain, smooth = (_attacked_map(m, decoy_offsets)
+                       for m in (method, method.with_model(softplus_surrogate(model, beta))))
     x = inputs.detach().to(next(model.parameters()).device)
     with torch.no_grad():
         label = model(x).argmax(1)
     c = label if target is None else as_targets(target, len(x)).to(x.device)
-    p0 = pixel_saliency(explain(model, x, c)).detach()
+    p0 = pixel_saliency(explain(x, c)).detach()
     objective = OBJECTIVES[kind](p0, k, corner)
-    surrogate = softplus_surrogate(model, beta)
     start = objective(p0)
     best, best_value, history, adv = x.clone(), start.clone(), [start], x.clone()
     for _ in tqdm(range(steps), desc=f"{kind} attack", disable=not progress):
         adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(pixel_saliency(explain(surrogate, adv, c, True))).sum(), adv)
+        (grad,) = torch.autograd.grad(objective(pixel_saliency(smooth(adv, c, True))).sum(), adv)
         adv = torch.clamp(adv.detach() + step_size * grad.sign(), x - eps, x + eps).clamp(0, 1)
-        value = objective(pixel_saliency(explain(model, adv, c)).detach())
+        value = objective(pixel_saliency(explain(adv, c)).detach())
         with torch.no_grad():
             kept = model(adv).argmax(1) == label
         better = kept & (value > best_value)
         best[better], best_value[better] = adv[better], value[better]
         history.append(torch.where(kept, value, math.nan))
     return SaliencyAttack(best.cpu(), best_value.cpu(), start.cpu(), torch.stack(history).cpu(), label.cpu())
+
+
+def _attacked_map(method, decoy_offsets):
+    """``(x, target, create_graph) -> map``: the method's own, or its decoy range over ``decoy_offsets``."""
+    if decoy_offsets is None:
+        return method.saliency
+    return functools.partial(decoy_range_saliency, method, offsets=decoy_offsets)
 
 
 def _topk(p0, k, corner):
