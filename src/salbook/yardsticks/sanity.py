@@ -74,14 +74,28 @@ def cascading_randomisation(model: nn.Module, inputs: torch.Tensor, targets,
     randomised = copy.deepcopy(model)
     gen = torch.Generator().manual_seed(seed)
     for name, layer in weighted_layers(randomised):
-        with torch.no_grad():
-            for p in (layer.weight, layer.bias):
-                if p is not None:
-                    p.copy_(_truncated_normal(p.shape, std, gen).to(p.device))
+        _reinitialise(layer, std, gen)
         maps = explain(randomised, inputs, targets)
         check_maps(maps, tuple(inputs.shape), name=f"the maps with the layers down to {name} random")
         rows.append({"randomised": name, **similarity(original, maps, per_image)})
     return rows
+
+
+def randomised_model(model: nn.Module, std: float = 0.01, seed: int = 0) -> nn.Module:
+    """A copy of ``model`` with every weighted layer re-initialised: the last stage of the cascade,
+    drawn from the same seeded generator in the same order as :func:`cascading_randomisation`."""
+    randomised = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(seed)
+    for _, layer in weighted_layers(randomised):
+        _reinitialise(layer, std, gen)
+    return randomised
+
+
+@torch.no_grad()
+def _reinitialise(layer: nn.Module, std: float, gen: torch.Generator) -> None:
+    for p in (layer.weight, layer.bias):
+        if p is not None:
+            p.copy_(_truncated_normal(p.shape, std, gen).to(p.device))
 
 
 def _truncated_normal(shape, std: float, gen: torch.Generator) -> torch.Tensor:
