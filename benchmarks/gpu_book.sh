@@ -26,7 +26,8 @@
 #   cifar-d: robust/01                  .gpu/mirror-cifar     225
 #   cifar-e: roar/04                    .gpu/mirror-cifar     335 (grid in 8 worker processes)
 #   both:    roar/01 roar/05            .gpu/mirror-mnist     75 + 145 (after a cifar group, same warm machine)
-# The estimates (about 39 minutes in all from a fresh machine) come from the cpu profile's timings
+#   cifar-f: leaderboard/01             .gpu/mirror-cifar     450 (44 jobs in 8 worker processes)
+# The estimates (about 46 minutes in all from a fresh machine) come from the cpu profile's timings
 # scaled by hand; no full run has been timed yet, so the first lent GPU should run every group and
 # commit the timings it brings back (book_time.py --from-timings).
 set -euo pipefail
@@ -41,6 +42,7 @@ declare -A CHAPTERS=(
   [cifar-d]="robust/*"
   [cifar-e]="roar/04_*"
   [both]="roar/01_* roar/05_*"
+  [cifar-f]="leaderboard/*"
 )
 # what the library imports that the GPU machine's image lacks (its list: the device tool's KINDS.md)
 WHEELS="captum==0.9.0 zennit==0.5.1 quantus==0.6.0 torchattacks==3.5.1 rai-toolbox==0.2.1 cachetools==8.0.2"

@@ -165,12 +165,13 @@ def _concentration(model, inputs, targets, maps, output: Output):
 # -- yardsticks that explain again -----------------------------------------------------------------------
 
 @yardstick("sanity", label="Randomisation similarity", part="roar", higher_is_better=False, needs_explain=True,
-           description="Spearman of the relevance between the trained and the fully randomised model (low passes)")
+           description="|Spearman| of the relevance between the trained and the fully randomised model (low passes)")
 def _sanity(model, inputs, targets, maps, explain: Explain, output: Output, seed: int = 0):
     moved = relevance(explain(randomised_model(model, seed=seed), inputs, targets), output)
     rho = similarity(relevance(maps, output), moved, per_image=True)["per_image"]["spearman_abs"]
-    # a map the randomised model makes constant keeps nothing of the original: similarity 0
-    return np.where(moved.flatten(1).amax(1).numpy() == 0, 0.0, rho)
+    # |ρ|: a map that still orders the pixels, either way round, follows the image, not the model; a
+    # map the randomised model makes constant keeps nothing of the original: 0
+    return np.where(moved.flatten(1).amax(1).numpy() == 0, 0.0, np.abs(rho))
 
 
 @yardstick("sensitivity", label="Attack sensitivity", part="decoys", higher_is_better=False, needs_explain=True,
