@@ -222,7 +222,7 @@ def test_smoke_book_in_the_browser(smoke_book, chromium):
     # every chapter (so one per part at least) has an explorer with a slider, moved here with no kernel
     by_page = {p.page: p for p in report.pages}
     chapters = [n for n in book.toc_notebooks(root) if "/" in n]
-    assert {n.split("/")[0] for n in chapters} == {"mpe", "roar", "pertmap", "decoys", "robust"}
+    assert {n.split("/")[0] for n in chapters} == {"mpe", "roar", "pertmap", "decoys", "robust", "leaderboard"}
     without = [n for n in chapters
                if not any(m["control"] == "slider" for m in by_page[f"book/notebooks/{n}.html"].moved)]
     assert without == [], f"chapters without an explorer slider: {without}"

@@ -33,7 +33,8 @@ def test_sections_of_quoted_ids(tmp_path):
     (tmp_path / "notebooks" / "part" / "ch.md").write_text(CHAPTER)
     found = book.claim_sections("part/ch", ["at-top", "in-first", "built-1", "absent"], root=tmp_path)
     assert found == {"at-top": ("A chapter title", ""),  # the page's title: the page itself, no anchor
-                     "in-first": ("The first section: one fig-a", "the-first-section-one-fig-a")}
+                     "in-first": ("The first section: one fig-a", "the-first-section-one-fig-a"),
+                     "built-1": ("Second (Figure 2)", "second-figure-2")}  # by its f-string's start
 
 
 def test_every_recorded_claim_id_resolves_or_is_built_at_run_time():

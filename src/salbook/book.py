@@ -67,7 +67,9 @@ SUMMARIES = ("scorecard",)  # notebooks that read the others' run records: execu
 def claim_sections(notebook: str, claim_ids, root: Path = config.PROJECT_ROOT) -> dict[str, tuple[str, str]]:
     """Where each claim is decided: ``{claim id: (section title, HTML anchor)}`` for the claims whose id
     appears quoted in a code cell of ``notebooks/<notebook>.md``, from the last heading above it (the
-    anchor Sphinx gives that section; ``""`` for the page's title). Ids built at run time are left out."""
+    anchor Sphinx gives that section; ``""`` for the page's title). An id built at run time is found by
+    the constant start of the f-string that builds it (``f"own-wins-{y}"`` decides ``own-wins-fidelity``),
+    when that start is at least three characters long; other ids are left out."""
     from docutils.nodes import make_id
 
     text = (root / "notebooks" / f"{notebook}.md").read_text()
@@ -81,6 +83,8 @@ def claim_sections(notebook: str, claim_ids, root: Path = config.PROJECT_ROOT) -
             plain = re.sub(r"\{[^}]*\}`([^`]*)`", r"\1", title).replace("`", "").replace("*", "")
             heading = (plain, "" if level == 1 else make_id(plain))
         sections.append((line, heading, in_code))
+    built = [(m.group(1), heading) for line, heading, code in sections if code
+             for m in re.finditer(r"""f["']([^"'{}]{3,})\{""", line)]
     found = {}
     for claim in claim_ids:
         quoted = (f'"{claim}"', f"'{claim}'")
@@ -88,6 +92,10 @@ def claim_sections(notebook: str, claim_ids, root: Path = config.PROJECT_ROOT) -
             if code and any(q in line for q in quoted):
                 found[claim] = heading
                 break
+        else:
+            match = next((heading for prefix, heading in built if claim.startswith(prefix)), None)
+            if match is not None:
+                found[claim] = match
     return found
 
 
