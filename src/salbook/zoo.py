@@ -281,6 +281,17 @@ def get(name: str, profile: str | None = None, device=None, retrain: bool = Fals
     return TrainedModel(model.to(device).eval(), card)
 
 
+def verified(name: str, profile: str, weights: str) -> TrainedModel:
+    """:func:`get`, after checking that the model has the weights (``card["weights_sha256"]``) a job was
+    built for: a job never computes with other weights than its parameters name."""
+    trained = get(name, profile)
+    if trained.card["weights_sha256"] != weights:
+        raise ValueError(f"zoo model {name} ({profile}) now has weights {trained.card['weights_sha256'][:12]}…, the "
+                         f"job was built for {str(weights)[:12]}…: the model changed since; rebuild the job from "
+                         "zoo.get(name, profile).card['weights_sha256']")
+    return trained
+
+
 def loaded() -> list[dict]:
     """Short cards of the models ``get`` returned in this process (for run records)."""
     keys = ("name", "profile", "origin", "cache_key", "weights_sha256", "test_acc", "train_seconds", "device", "git_commit")

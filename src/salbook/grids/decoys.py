@@ -47,10 +47,7 @@ def _setup(model: str, profile: str, weights: str, indices: list[int], targets: 
            fold: bool = True):
     if targets is not None and len(indices) != len(targets):
         raise ValueError(f"{len(indices)} images but {len(targets)} targets: give one target per image")
-    trained = zoo.get(model, profile)
-    if trained.card["weights_sha256"] != weights:
-        raise ValueError(f"{model} ({profile}) has weights {trained.card['weights_sha256'][:12]}…, the job was given "
-                         f"{str(weights)[:12]}…: pass zoo.get(model, profile).card['weights_sha256']")
+    trained = zoo.verified(model, profile, weights)
     net = fast_copy(trained.model) if fold else trained.model.to(memory_format=torch.channels_last)
     device = next(net.parameters()).device
     x = data.to_input(data.cifar10("test").x[list(indices)], device)

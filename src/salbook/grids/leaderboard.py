@@ -30,15 +30,6 @@ ATTACK = dict(kind="topk", eps=8 / 255, step_size=1 / 255)
 ATTACKED = "gradient"  # the method whose map the shared attack moves (registry name)
 
 
-def network(model: str, profile: str, weights: str) -> torch.nn.Module:
-    """Zoo model ``model`` after checking that its weights are the ones named."""
-    trained = zoo.get(model, profile)
-    if trained.card["weights_sha256"] != weights:
-        raise ValueError(f"{model} ({profile}) now has weights {trained.card['weights_sha256'][:12]}…, not "
-                         f"{weights[:12]}…: pass zoo.get(...).card['weights_sha256'] of the model to use")
-    return trained.model
-
-
 def setup(model: str, profile: str, weights: str, n_images: int, n_wrong: int, attack_steps: int,
           sampling: int, min_count: int, seed: int) -> dict:
     """The images every method of ``model`` is graded on (module docstring), per value of a yardstick's
@@ -47,7 +38,7 @@ def setup(model: str, profile: str, weights: str, n_images: int, n_wrong: int, a
     (the true classes), ``predicted`` (the wrong ones) and ``replacement``: the true class's typical
     sample (the MPE paper's eq. 6, over the first ``sampling`` training images, values seen at least
     ``min_count`` times), the one replacement every method's correction uses."""
-    net = network(model, profile, weights)
+    net = zoo.verified(model, profile, weights).model
     test = data.cifar10("test")
     order = np.random.default_rng(seed).permutation(len(test.y))[: 40 * (n_images + n_wrong)]
     pred = zoo.predict_proba(net, test.x[order]).argmax(1).numpy()
@@ -73,7 +64,7 @@ def method_scores(model: str, profile: str, weights: str, method: str, options: 
                   yardsticks: dict, batch_size: int) -> dict:
     """:func:`grade` for zoo model ``model`` on the CIFAR-10 test images of ``images`` (a :func:`setup`
     result); ``options`` may name data (module docstring)."""
-    net = network(model, profile, weights)
+    net = zoo.verified(model, profile, weights).model
     test = data.cifar10("test")
     device = next(net.parameters()).device
     inputs = {on: data.to_input(test.x[images[on]["indices"].numpy()], device) for on in ("correct", "misclassified")}

@@ -52,7 +52,7 @@ def object_masks(indices, seed: int = 0) -> np.ndarray:
 
 def table_job(model: str, profile: str, n_sampling: int | None, weights: str) -> dict:
     """Job: :func:`~salbook.methods.mpe.mpe_table` of a zoo model over its training images."""
-    net = _model(model, profile, weights)
+    net = zoo.verified(model, profile, weights).model
     x = data.load(zoo.recipe(model).dataset, "train").x[:n_sampling]
     start = time.perf_counter()
     t = mpe_table(net, x, progress=False)
@@ -62,7 +62,7 @@ def table_job(model: str, profile: str, n_sampling: int | None, weights: str) ->
 
 def test_probs_job(model: str, profile: str, weights: str) -> dict:
     """Job: class probabilities of a zoo model on all test images of its dataset."""
-    net = _model(model, profile, weights)
+    net = zoo.verified(model, profile, weights).model
     return {"probs": zoo.predict_proba(net, data.load(zoo.recipe(model).dataset, "test").x)}
 
 
@@ -73,11 +73,3 @@ def object_masks_job(indices: list[int], seed: int) -> dict:
 
 def _weights(model: str, profile: str) -> str:
     return zoo.get(model, profile).card["weights_sha256"]
-
-
-def _model(model: str, profile: str, weights: str) -> torch.nn.Module:
-    trained = zoo.get(model, profile)
-    if trained.card["weights_sha256"] != weights:
-        raise ValueError(f"zoo model {model} ({profile}) has weights {trained.card['weights_sha256'][:12]}…, "
-                         f"the job asked for {weights[:12]}…: the model changed while the job was queued")
-    return trained.model

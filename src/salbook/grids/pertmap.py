@@ -23,11 +23,7 @@ ONE_IMAGE_PER_CALL_ON_CPU = ("occlusion",)
 
 def network(model: str, profile: str, weights: str) -> torch.nn.Module:
     """Zoo model ``model``, channels-last, after checking that its weights are the ones named."""
-    trained = zoo.get(model, profile)
-    if trained.card["weights_sha256"] != weights:
-        raise ValueError(f"{model} ({profile}) now has weights {trained.card['weights_sha256'][:12]}…, not {weights[:12]}…: "
-                         "pass zoo.get(...).card['weights_sha256'] of the model to use")
-    return trained.model.to(memory_format=torch.channels_last)
+    return zoo.verified(model, profile, weights).model.to(memory_format=torch.channels_last)
 
 
 def test_predictions(model: str, profile: str, weights: str) -> dict:

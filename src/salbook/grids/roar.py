@@ -135,11 +135,7 @@ def retrain(dataset: str, model: str, profile: str, method: str, fraction: float
 
 def _explained(model: str, profile: str, weights: str | None) -> torch.nn.Module:
     """The zoo model whose maps the grid tests, checked against the weights the job was asked for."""
-    trained = zoo.get(model, profile)
-    if weights is not None and trained.card["weights_sha256"] != weights:
-        raise ValueError(f"{model} ({profile}) has weights {trained.card['weights_sha256'][:12]}…, but the job was "
-                         f"built for {weights[:12]}…: rebuild the grid from zoo.get(...).card['weights_sha256']")
-    return trained.model
+    return (zoo.get(model, profile) if weights is None else zoo.verified(model, profile, weights)).model
 
 
 @functools.lru_cache(maxsize=4)
